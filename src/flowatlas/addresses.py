@@ -1,0 +1,172 @@
+"""IP addresses in the canonical 16-byte form, one at a time and vectorised.
+
+IPv4 is stored IPv4-mapped (``::ffff:a.b.c.d``) so that both families share one column and the
+byte order sorts like the number; prefixes become inclusive byte ranges ``[low, high]``, which is
+what Parquet min/max statistics can prune on.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+from flowatlas.schema import ADDRESS_TYPE
+
+V4_MAPPED_PREFIX = bytes(10) + b"\xff\xff"
+
+
+class AddressError(ValueError):
+    """Text that is not an IP address or prefix."""
+
+
+def pack(address: str | ipaddress.IPv4Address | ipaddress.IPv6Address) -> bytes:
+    """One address to its 16-byte form."""
+    if isinstance(address, str):
+        try:
+            address = ipaddress.ip_address(address.strip())
+        except ValueError as exc:
+            raise AddressError(f"not an IP address: {address!r}") from exc
+    if address.version == 4:
+        return V4_MAPPED_PREFIX + address.packed
+    return address.packed
+
+
+def unpack(raw: bytes) -> str:
+    """One 16-byte address to text (dotted quad for IPv4-mapped)."""
+    if raw[:12] == V4_MAPPED_PREFIX:
+        return str(ipaddress.IPv4Address(raw[12:]))
+    return str(ipaddress.IPv6Address(raw))
+
+
+@dataclass(frozen=True, order=True)
+class Prefix:
+    """An inclusive range of 16-byte addresses, from a CIDR prefix or a single address."""
+
+    low: bytes
+    high: bytes
+    text: str
+
+    @property
+    def is_single(self) -> bool:
+        return self.low == self.high
+
+    def contains(self, raw: bytes) -> bool:
+        return self.low <= raw <= self.high
+
+    @property
+    def prefix_length(self) -> int:
+        """Length counted in the address's own family (IPv4 /24 is 24, not 120)."""
+        net = ipaddress.ip_network(self.text, strict=False)
+        return net.prefixlen
+
+
+def parse_prefix(text: str) -> Prefix:
+    """``10.0.0.0/8``, ``2001:db8::/32``, or a bare address (a /32 or /128)."""
+    t = text.strip()
+    try:
+        net = ipaddress.ip_network(t, strict=False)
+    except ValueError as exc:
+        raise AddressError(f"not an IP address or prefix: {text!r}") from exc
+    low = pack(net.network_address)
+    high = pack(net.broadcast_address)
+    return Prefix(low, high, str(net) if "/" in t else str(net.network_address))
+
+
+def pack_many(texts: Iterable[str]) -> pa.FixedSizeBinaryArray:
+    """Many textual addresses to an Arrow column; fast path for IPv4 dotted quads."""
+    values = list(texts)
+    n = len(values)
+    out = np.zeros((n, 16), dtype=np.uint8)
+    arr = np.asarray(values, dtype=object)
+    is_v6 = np.fromiter((":" in v for v in values), dtype=bool, count=n)
+    v4 = ~is_v6
+    if v4.any():
+        try:
+            parts = np.array(
+                [v.split(".") for v in arr[v4]], dtype=np.int64
+            ).reshape(-1, 4)
+        except ValueError as exc:
+            bad = next((v for v in arr[v4] if not _is_dotted_quad(v)), "?")
+            raise AddressError(f"not an IP address: {bad!r}") from exc
+        if parts.shape[1] != 4 or (parts < 0).any() or (parts > 255).any():
+            bad = next((v for v in arr[v4] if not _is_dotted_quad(v)), "?")
+            raise AddressError(f"not an IP address: {bad!r}")
+        out[v4, 10] = 0xFF
+        out[v4, 11] = 0xFF
+        out[v4, 12:] = parts.astype(np.uint8)
+    for i in np.flatnonzero(is_v6):
+        out[i] = np.frombuffer(pack(values[i]), dtype=np.uint8)
+    return from_matrix(out)
+
+
+def _is_dotted_quad(text: str) -> bool:
+    try:
+        return ipaddress.ip_address(text).version == 4
+    except ValueError:
+        return False
+
+
+def from_matrix(matrix: npt.NDArray[np.uint8]) -> pa.FixedSizeBinaryArray:
+    """An (n, 16) uint8 matrix to an Arrow address column without copying per row."""
+    m = np.ascontiguousarray(matrix, dtype=np.uint8)
+    n = m.shape[0]
+    result = pa.FixedSizeBinaryArray.from_buffers(ADDRESS_TYPE, n, [None, pa.py_buffer(m.tobytes())])
+    assert isinstance(result, pa.FixedSizeBinaryArray)
+    return result
+
+
+def from_ipv4(values: npt.NDArray[np.uint32]) -> pa.FixedSizeBinaryArray:
+    """IPv4 addresses as host-order integers to mapped 16-byte addresses (vectorised)."""
+    n = len(values)
+    m = np.zeros((n, 16), dtype=np.uint8)
+    m[:, 10] = 0xFF
+    m[:, 11] = 0xFF
+    m[:, 12:] = np.asarray(values, dtype=">u4").view(np.uint8).reshape(n, 4)
+    return from_matrix(m)
+
+
+def to_matrix(column: pa.Array | pa.ChunkedArray) -> npt.NDArray[np.uint8]:
+    """An Arrow address column to an (n, 16) uint8 matrix."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    if not pa.types.is_fixed_size_binary(column.type):
+        column = column.cast(ADDRESS_TYPE)
+    n = len(column)
+    buf = column.buffers()[1]
+    if buf is None:
+        return np.zeros((0, 16), dtype=np.uint8)
+    data = np.frombuffer(buf, dtype=np.uint8)
+    start = column.offset * 16
+    return data[start : start + n * 16].reshape(n, 16)
+
+
+def unpack_many(column: pa.Array | pa.ChunkedArray | Sequence[bytes]) -> list[str]:
+    """Addresses to text; IPv4 is formatted vectorised, IPv6 one by one."""
+    if not isinstance(column, (pa.Array, pa.ChunkedArray)):
+        column = pa.array(list(column), ADDRESS_TYPE)
+    m = to_matrix(column)
+    n = m.shape[0]
+    if n == 0:
+        return []
+    is_v4 = (m[:, :10] == 0).all(axis=1) & (m[:, 10] == 0xFF) & (m[:, 11] == 0xFF)
+    out: list[str] = [""] * n
+    if is_v4.any():
+        q = m[is_v4, 12:].astype(str)
+        dotted = np.char.add(
+            np.char.add(np.char.add(q[:, 0], "."), np.char.add(q[:, 1], ".")),
+            np.char.add(np.char.add(q[:, 2], "."), q[:, 3]),
+        )
+        for i, text in zip(np.flatnonzero(is_v4), dotted.tolist(), strict=True):
+            out[i] = text
+    for i in np.flatnonzero(~is_v4):
+        out[i] = str(ipaddress.IPv6Address(m[i].tobytes()))
+    return out
+
+
+def is_ipv4(raw: bytes) -> bool:
+    return raw[:12] == V4_MAPPED_PREFIX

@@ -1,0 +1,1 @@
+"""The ``flowatlas`` command line: thin commands over the core objects."""

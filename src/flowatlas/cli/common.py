@@ -1,0 +1,134 @@
+"""Options, rendering and error handling shared by every CLI command."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+import pyarrow as pa
+
+from flowatlas.formats import FORMATS, iter_csv, iter_ndjson, to_json, to_records
+from flowatlas.query.window import Window
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class InputError(click.ClickException):
+    """Bad input from the user: printed as one line, exit code 2."""
+
+    exit_code = 2
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"flowatlas: error: {self.format_message()}", err=True)
+
+
+def store_option(f: F) -> F:
+    return click.option(
+        "--store", "store_path", envvar="FLOWATLAS_STORE", default="flowatlas-store",
+        show_default=True, show_envvar=True, type=click.Path(file_okay=False),
+        help="Path of the flow store.",
+    )(f)
+
+
+def window_options(f: F) -> F:
+    f = click.option("--until", help="End of the window (ISO time, or 7d/12h/30m back from now).")(f)
+    f = click.option("--since", help="Start of the window (ISO time, or 7d/12h/30m back from now).")(f)
+    return f
+
+
+def format_option(f: F) -> F:
+    return click.option(
+        "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
+        help="Output format.",
+    )(f)
+
+
+def window_from(since: str | None, until: str | None) -> Window:
+    try:
+        return Window.parse(since, until)
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
+
+
+def render(table: pa.Table, fmt: str, title: str | None = None) -> None:
+    """Print a result table in the chosen format."""
+    if fmt == "csv":
+        for chunk in iter_csv([table]):
+            click.echo(chunk, nl=False)
+    elif fmt == "ndjson":
+        for chunk in iter_ndjson([table]):
+            click.echo(chunk, nl=False)
+    elif fmt == "json":
+        click.echo(to_json(table))
+    else:
+        render_rich(to_records(table), table.column_names, title)
+
+
+def render_rich(records: list[dict[str, Any]], columns: list[str], title: str | None = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    out = Table(title=title, show_lines=False, header_style="bold")
+    for name in columns:
+        numeric = records and isinstance(records[0].get(name), (int, float))
+        out.add_column(name, justify="right" if numeric else "left", no_wrap=True)
+    for rec in records:
+        out.add_row(*("" if rec[c] is None else _fmt_cell(rec[c]) for c in columns))
+    console.print(out)
+    if not records:
+        console.print("[dim]no matching flows[/dim]")
+
+
+def _fmt_cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
+
+
+def run_cli(group: click.Group) -> int:
+    """Run the group; user errors (ours or click's) print one line and exit 2."""
+    try:
+        group.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except click.ClickException as exc:
+        if isinstance(exc, InputError):
+            exc.show()
+            return 2
+        click.echo(f"flowatlas: error: {exc.format_message()}", err=True)
+        return 2
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except BrokenPipeError:
+        return 0
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def user_errors(*types: type[BaseException]) -> Callable[[F], F]:
+    """Turn the given exception types raised by the core into one-line exit-2 errors."""
+
+    def deco(f: F) -> F:
+        import functools
+
+        @functools.wraps(f)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return f(*args, **kwargs)
+            except types as exc:
+                raise InputError(str(exc)) from exc
+
+        return wrapper  # type: ignore[return-value]
+
+    return deco
+
+
+def eprint(message: str) -> None:
+    print(message, file=sys.stderr)

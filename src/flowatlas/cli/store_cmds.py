@@ -1,0 +1,67 @@
+"""``flowatlas store stats|compact|retention``."""
+
+from __future__ import annotations
+
+import click
+import pyarrow as pa
+
+from flowatlas.cli.common import format_option, render, store_option, user_errors
+from flowatlas.store import FlowStore, StoreError
+
+
+def open_store(path: str, create: bool = False) -> FlowStore:
+    return FlowStore(path, create=create)
+
+
+@click.group("store")
+def store_group() -> None:
+    """Inspect and maintain the flow store."""
+
+
+@store_group.command("stats")
+@store_option
+@format_option
+@user_errors(StoreError)
+def stats_cmd(store_path: str, fmt: str) -> None:
+    """Days, files, rows and bytes on disk, per day and in total."""
+    st = open_store(store_path).stats()
+    days = st.days
+    table = pa.table({
+        "day": [d.day.isoformat() for d in days] + ["total"],
+        "rows": [d.rows for d in days] + [st.rows],
+        "files": [d.files for d in days] + [st.files],
+        "ingest_files": [d.ingest_files for d in days] + [sum(d.ingest_files for d in days)],
+        "runs": [d.runs for d in days] + [sum(d.runs for d in days)],
+        "bytes": [d.bytes for d in days] + [st.bytes],
+        "bytes_per_flow": [round(d.bytes / d.rows, 1) if d.rows else 0.0 for d in days]
+        + [round(st.bytes / st.rows, 1) if st.rows else 0.0],
+    })
+    render(table, fmt, title=f"store {store_path}")
+
+
+@store_group.command("compact")
+@store_option
+@user_errors(StoreError)
+def compact_cmd(store_path: str) -> None:
+    """Rewrite fresh files into endpoint-sorted runs for fast lookups."""
+    report = open_store(store_path).compact()
+    click.echo(
+        f"compacted {report.files_in} files into {report.runs_out} runs over {report.days} days "
+        f"({report.rows:,} rows) in {report.seconds:.1f}s"
+    )
+
+
+@store_group.command("retention")
+@store_option
+@click.option("--days", type=click.IntRange(min=1), help="Window to keep (default: the store's).")
+@user_errors(StoreError)
+def retention_cmd(store_path: str, days: int | None) -> None:
+    """Delete whole days older than the retention window."""
+    store = open_store(store_path)
+    deleted = store.retention(days=days)
+    window = days or store.retention_days
+    click.echo(f"deleted {len(deleted)} days older than {window} days"
+               + (f": {deleted[0]} .. {deleted[-1]}" if deleted else ""))
+
+
+COMMANDS = [store_group]

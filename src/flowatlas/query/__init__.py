@@ -1,0 +1,1 @@
+"""The query layer: the filter language, the query model, and time windows."""

@@ -1,0 +1,464 @@
+"""FlowStore: a Parquet dataset of flows, one directory per UTC day.
+
+Layout (see docs/architecture.md)::
+
+    ROOT/
+      store.json                 settings (retention window)
+      .lock                      flock for manifest updates
+      day=2026-11-28/
+        manifest.json            the live files of the day (store/manifest.py)
+        ingest/<id>.parquet      appended batches, arrival order
+        src/<id>.parquet         compacted run sorted by (src_addr, time_start)
+        dst/<id>.parquet         the same rows sorted by (dst_addr, time_start)
+
+Appends land in ``ingest/``; ``compact`` rewrites them into runs kept twice, once sorted by
+each endpoint, with small row groups, so that an address lookup touches one or two row groups
+per run via the Parquet min/max statistics instead of scanning the day.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from flowatlas.schema import FLOW_SCHEMA, conform
+from flowatlas.store.manifest import (
+    DayManifest,
+    IngestFile,
+    Run,
+    read_manifest,
+    write_manifest,
+)
+
+DEFAULT_RETENTION_DAYS = 90
+ROW_GROUP_ROWS = 16_384
+"""Small row groups keep the rows read per lookup low; zstd keeps the size down."""
+RUN_MAX_ROWS = 2_000_000
+"""Compaction sorts at most this many rows in memory at once (about 200 MB of Arrow data)."""
+RETIRE_GRACE_SECONDS = 300.0
+_US_PER_DAY = 86_400 * 1_000_000
+
+
+class StoreError(RuntimeError):
+    """The store path is not a flowatlas store, or an operation on it failed."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The live files of a range of days, as seen at one moment."""
+
+    ingest: tuple[str, ...]
+    by_src: tuple[str, ...]
+    by_dst: tuple[str, ...]
+    days: tuple[date, ...]
+
+    @property
+    def primary(self) -> tuple[str, ...]:
+        """Every row exactly once: compacted runs (by source) plus fresh ingest files."""
+        return self.by_src + self.ingest
+
+    @property
+    def empty(self) -> bool:
+        return not (self.ingest or self.by_src)
+
+
+@dataclass
+class DayStats:
+    day: date
+    rows: int
+    files: int
+    bytes: int
+    ingest_files: int
+    runs: int
+
+
+@dataclass
+class StoreStats:
+    days: list[DayStats] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return sum(d.rows for d in self.days)
+
+    @property
+    def files(self) -> int:
+        return sum(d.files for d in self.days)
+
+    @property
+    def bytes(self) -> int:
+        return sum(d.bytes for d in self.days)
+
+
+@dataclass
+class CompactReport:
+    days: int = 0
+    files_in: int = 0
+    runs_out: int = 0
+    rows: int = 0
+    seconds: float = 0.0
+
+
+def day_of(ts_us: int) -> date:
+    return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ts_us)).date()
+
+
+def _day_dirname(day: date) -> str:
+    return f"day={day.isoformat()}"
+
+
+class FlowStore:
+    """Append, compact, expire and read the flow dataset under ``root``."""
+
+    def __init__(self, root: str | os.PathLike[str], *, create: bool = True,
+                 retention_days: int | None = None) -> None:
+        self.root = Path(root)
+        settings = self.root / "store.json"
+        if not settings.exists():
+            if not create:
+                raise StoreError(f"no flowatlas store at {self.root} (missing store.json)")
+            self.root.mkdir(parents=True, exist_ok=True)
+            self._write_settings({"retention_days": retention_days or DEFAULT_RETENTION_DAYS})
+        try:
+            self.settings = json.loads(settings.read_text())
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"cannot read {settings}: {exc}") from exc
+        if retention_days is not None and retention_days != self.settings.get("retention_days"):
+            self.settings["retention_days"] = retention_days
+            self._write_settings(self.settings)
+
+    # -- settings and locking -------------------------------------------------------------
+
+    def _write_settings(self, data: dict[str, object]) -> None:
+        tmp = self.root / ".store.json.tmp"
+        tmp.write_text(json.dumps(data, indent=2))
+        os.replace(tmp, self.root / "store.json")
+
+    @property
+    def retention_days(self) -> int:
+        return int(self.settings.get("retention_days", DEFAULT_RETENTION_DAYS))
+
+    @contextlib.contextmanager
+    def _lock(self, name: str = ".lock") -> Iterator[None]:
+        with (self.root / name).open("a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _day_dir(self, day: date) -> Path:
+        return self.root / _day_dirname(day)
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def append(self, batch: pa.RecordBatch | pa.Table) -> int:
+        """Store a batch of flows; returns the rows stored. Visible to readers on return."""
+        table = conform(batch)
+        if table.num_rows == 0:
+            return 0
+        starts = table.column("time_start").cast(pa.int64()).to_numpy()
+        day_numbers = starts // _US_PER_DAY
+        unique_days = np.unique(day_numbers)
+        for day_number in unique_days:
+            if len(unique_days) == 1:
+                part = table
+            else:
+                part = table.filter(pa.array(day_numbers == day_number))
+            self._append_day(day_of(int(day_number) * _US_PER_DAY), part)
+        return table.num_rows
+
+    def _append_day(self, day: date, table: pa.Table) -> None:
+        day_dir = self._day_dir(day)
+        (day_dir / "ingest").mkdir(parents=True, exist_ok=True)
+        name = f"ingest/{uuid.uuid4().hex}.parquet"
+        size = self._write_file(day_dir / name, table)
+        with self._lock():
+            manifest = read_manifest(day_dir) or DayManifest(day=day.isoformat())
+            manifest.ingest.append(IngestFile(name, table.num_rows, size))
+            write_manifest(day_dir, manifest)
+
+    @staticmethod
+    def _write_file(path: Path, table: pa.Table, sorting: str | None = None) -> int:
+        """Write to a hidden temporary name, fsync, then rename: no partial file is ever live."""
+        tmp = path.with_name(f".{path.name}.tmp")
+        sorting_columns = (
+            [pq.SortingColumn(FLOW_SCHEMA.get_field_index(sorting)),
+             pq.SortingColumn(FLOW_SCHEMA.get_field_index("time_start"))]
+            if sorting else None
+        )
+        pq.write_table(
+            table, tmp, row_group_size=ROW_GROUP_ROWS, compression="zstd",
+            sorting_columns=sorting_columns,
+        )
+        with tmp.open("rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        return path.stat().st_size
+
+    def writer(self, *, max_rows: int = 500_000, max_seconds: float = 5.0) -> BatchWriter:
+        """A buffering writer that appends in batches by size or age (for collectors)."""
+        return BatchWriter(self, max_rows=max_rows, max_seconds=max_seconds)
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def days(self) -> list[date]:
+        out = []
+        for entry in self.root.glob("day=*"):
+            with contextlib.suppress(ValueError):
+                out.append(date.fromisoformat(entry.name[4:]))
+        return sorted(out)
+
+    def manifest(self, day: date) -> DayManifest | None:
+        return read_manifest(self._day_dir(day))
+
+    def snapshot(self, since: datetime | None = None, until: datetime | None = None) -> Snapshot:
+        """The live files of the days overlapping ``[since, until)``, as absolute paths."""
+        ingest: list[str] = []
+        by_src: list[str] = []
+        by_dst: list[str] = []
+        days: list[date] = []
+        first = since.astimezone(UTC).date() if since else None
+        last = until.astimezone(UTC).date() if until else None
+        for day in self.days():
+            if (first and day < first) or (last and day > last):
+                continue
+            manifest = self.manifest(day)
+            if manifest is None:
+                continue
+            base = self._day_dir(day)
+            days.append(day)
+            ingest.extend(str(base / f.file) for f in manifest.ingest)
+            for run in manifest.runs:
+                by_src.append(str(base / run.src))
+                by_dst.append(str(base / run.dst))
+        return Snapshot(tuple(ingest), tuple(by_src), tuple(by_dst), tuple(days))
+
+    def scan(self, since: datetime | None = None, until: datetime | None = None,
+             batch_rows: int = 262_144) -> Iterator[pa.RecordBatch]:
+        """Stream every stored row of the window, in bounded memory (for exports and engines)."""
+        for path in self.snapshot(since, until).primary:
+            yield from pq.ParquetFile(path).iter_batches(batch_size=batch_rows)
+
+    def stats(self) -> StoreStats:
+        out = StoreStats()
+        for day in self.days():
+            m = self.manifest(day)
+            if m is None:
+                continue
+            out.days.append(DayStats(day, m.rows, len(m.live_files()), m.size,
+                                     len(m.ingest), len(m.runs)))
+        return out
+
+    # -- maintenance ------------------------------------------------------------------------
+
+    def compact(self, day: date | None = None, *, run_max_rows: int = RUN_MAX_ROWS) -> CompactReport:
+        """Rewrite ingest files (and undersized runs) into endpoint-sorted runs.
+
+        Memory is bounded by ``run_max_rows`` whatever the size of the day: a day with more rows
+        gets several runs, each sorted, each pruned by its own statistics at query time.
+        """
+        started = time.perf_counter()
+        report = CompactReport()
+        with self._lock(".compact.lock"):
+            for d in [day] if day else self.days():
+                self._compact_day(d, run_max_rows, report)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _compact_day(self, day: date, run_max_rows: int, report: CompactReport) -> None:
+        day_dir = self._day_dir(day)
+        manifest = read_manifest(day_dir)
+        if manifest is None:
+            return
+        self._drop_retired(day_dir)
+        small_runs = [r for r in manifest.runs if r.rows < run_max_rows // 4]
+        inputs: list[tuple[str, int, IngestFile | Run]] = [
+            (f.file, f.rows, f) for f in manifest.ingest
+        ] + [(r.src, r.rows, r) for r in small_runs]
+        if not manifest.ingest and len(small_runs) <= 1:
+            return
+        groups: list[list[tuple[str, int, IngestFile | Run]]] = [[]]
+        count = 0
+        for item in inputs:
+            if groups[-1] and count + item[1] > run_max_rows:
+                groups.append([])
+                count = 0
+            groups[-1].append(item)
+            count += item[1]
+        (day_dir / "src").mkdir(exist_ok=True)
+        (day_dir / "dst").mkdir(exist_ok=True)
+        new_runs: list[Run] = []
+        for group in groups:
+            table = pa.concat_tables(pq.read_table(day_dir / name, schema=FLOW_SCHEMA)
+                                     for name, _, _ in group)
+            run_id = uuid.uuid4().hex
+            size = 0
+            for key in ("src", "dst"):
+                ordered = table.sort_by([(f"{key}_addr", "ascending"), ("time_start", "ascending")])
+                size += self._write_file(day_dir / key / f"{run_id}.parquet", ordered, f"{key}_addr")
+                del ordered
+            new_runs.append(Run(f"src/{run_id}.parquet", f"dst/{run_id}.parquet", table.num_rows, size))
+            report.rows += table.num_rows
+            del table
+        consumed_ingest = {item.file for _, _, item in inputs if isinstance(item, IngestFile)}
+        consumed_runs = {item.src for _, _, item in inputs if isinstance(item, Run)}
+        with self._lock():
+            current = read_manifest(day_dir) or DayManifest(day=day.isoformat())
+            retired = [f.file for f in current.ingest if f.file in consumed_ingest]
+            retired += [p for r in current.runs if r.src in consumed_runs for p in (r.src, r.dst)]
+            current.ingest = [f for f in current.ingest if f.file not in consumed_ingest]
+            current.runs = [r for r in current.runs if r.src not in consumed_runs] + new_runs
+            current.retire(retired)
+            write_manifest(day_dir, current)
+        report.days += 1
+        report.files_in += len(inputs)
+        report.runs_out += len(new_runs)
+
+    def _drop_retired(self, day_dir: Path, grace: float = RETIRE_GRACE_SECONDS) -> None:
+        """Delete files retired long enough ago, and debris of interrupted writes."""
+        with self._lock():
+            manifest = read_manifest(day_dir)
+            if manifest is None:
+                return
+            now = time.time()
+            keep = []
+            for r in manifest.retired:
+                if now - r.at >= grace:
+                    (day_dir / r.file).unlink(missing_ok=True)
+                else:
+                    keep.append(r)
+            if len(keep) != len(manifest.retired):
+                manifest.retired = keep
+                write_manifest(day_dir, manifest)
+            known = set(manifest.live_files()) | {r.file for r in manifest.retired}
+            for sub in ("ingest", "src", "dst"):
+                for path in (day_dir / sub).glob("*"):
+                    rel = f"{sub}/{path.name}"
+                    stale = now - path.stat().st_mtime > grace
+                    if rel not in known and stale:
+                        path.unlink(missing_ok=True)
+
+    def retention(self, now: datetime | None = None, days: int | None = None) -> list[date]:
+        """Delete whole days older than the retention window; returns the days deleted."""
+        now = now or datetime.now(UTC)
+        window = days if days is not None else self.retention_days
+        cutoff = (now.astimezone(UTC) - timedelta(days=window)).date()
+        deleted = []
+        for day in self.days():
+            if day < cutoff:
+                day_dir = self._day_dir(day)
+                with self._lock():
+                    doomed = self.root / f".deleted-{day.isoformat()}-{uuid.uuid4().hex[:8]}"
+                    os.replace(day_dir, doomed)
+                shutil.rmtree(doomed, ignore_errors=True)
+                deleted.append(day)
+        return deleted
+
+    def delete_where(self, predicate: Callable[[pa.Table], pa.ChunkedArray | pa.Array]) -> int:
+        """Remove every stored row for which ``predicate`` is true (opt-outs); returns rows removed.
+
+        Each affected file is rewritten without those rows and swapped in through the manifest,
+        one file at a time, so memory stays at one file and readers never see a partial state.
+        """
+        removed = 0
+        with self._lock(".compact.lock"):
+            for day in self.days():
+                day_dir = self._day_dir(day)
+                manifest = read_manifest(day_dir)
+                if manifest is None:
+                    continue
+                replacements: dict[str, tuple[str, int, int]] = {}
+                for rel in manifest.live_files():
+                    table = pq.read_table(day_dir / rel, schema=FLOW_SCHEMA)
+                    mask = pc.fill_null(predicate(table), False)
+                    hits = pc.sum(mask).as_py() or 0
+                    if not hits:
+                        continue
+                    kept = table.filter(pc.invert(mask))
+                    new_rel = f"{rel.split('/')[0]}/{uuid.uuid4().hex}.parquet"
+                    sorting = {"src": "src_addr", "dst": "dst_addr"}.get(rel.split("/")[0])
+                    size = self._write_file(day_dir / new_rel, kept, sorting)
+                    replacements[rel] = (new_rel, kept.num_rows, size)
+                    if not rel.startswith("dst/"):
+                        removed += hits
+                if not replacements:
+                    continue
+                with self._lock():
+                    current = read_manifest(day_dir) or manifest
+                    for f in current.ingest:
+                        if f.file in replacements:
+                            f.file, f.rows, f.size = replacements[f.file]
+                    for r in current.runs:
+                        if r.src in replacements:
+                            r.src, r.rows, src_size = replacements[r.src]
+                        else:
+                            src_size = 0
+                        if r.dst in replacements:
+                            r.dst, _, dst_size = replacements[r.dst]
+                        else:
+                            dst_size = 0
+                        if src_size or dst_size:
+                            r.size = src_size + dst_size or r.size
+                    current.retire(list(replacements))
+                    write_manifest(day_dir, current)
+        return removed
+
+
+class BatchWriter:
+    """Buffers small batches and appends them as one file by size or by age."""
+
+    def __init__(self, store: FlowStore, *, max_rows: int, max_seconds: float) -> None:
+        self.store = store
+        self.max_rows = max_rows
+        self.max_seconds = max_seconds
+        self._pending: list[pa.Table] = []
+        self._rows = 0
+        self._oldest: float | None = None
+        self.rows_written = 0
+
+    def write(self, batch: pa.RecordBatch | pa.Table) -> None:
+        table = conform(batch)
+        if table.num_rows == 0:
+            return
+        self._pending.append(table)
+        self._rows += table.num_rows
+        if self._oldest is None:
+            self._oldest = time.monotonic()
+        self.flush_if_due()
+
+    def flush_if_due(self) -> None:
+        age = time.monotonic() - self._oldest if self._oldest is not None else 0.0
+        if self._rows >= self.max_rows or (self._rows and age >= self.max_seconds):
+            self.flush()
+
+    def flush(self) -> int:
+        if not self._pending:
+            return 0
+        table = pa.concat_tables(self._pending)
+        self._pending, self._rows, self._oldest = [], 0, None
+        written = self.store.append(table)
+        self.rows_written += written
+        return written
+
+    def close(self) -> None:
+        self.flush()
+
+    def __enter__(self) -> BatchWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
