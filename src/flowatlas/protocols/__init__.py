@@ -1,0 +1,1 @@
+"""Wire-format facts shared by the decoders (collect/) and the encoders (export/)."""
