@@ -19,7 +19,7 @@ FORMATS = ("table", "csv", "json", "ndjson")
 
 
 def _is_address(field: pa.Field) -> bool:
-    return pa.types.is_fixed_size_binary(field.type) and field.type.byte_width == 16
+    return bool(pa.types.is_fixed_size_binary(field.type) and field.type.byte_width == 16)
 
 
 def to_records(table: pa.Table) -> list[dict[str, Any]]:

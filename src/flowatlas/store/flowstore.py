@@ -174,12 +174,10 @@ class FlowStore:
         day_numbers = starts // _US_PER_DAY
         unique_days = np.unique(day_numbers)
         for day_number in unique_days:
-            if len(unique_days) == 1:
-                part = table
-            else:
-                part = table.filter(pa.array(day_numbers == day_number))
+            one_day = len(unique_days) == 1
+            part = table if one_day else table.filter(pa.array(day_numbers == day_number))
             self._append_day(day_of(int(day_number) * _US_PER_DAY), part)
-        return table.num_rows
+        return int(table.num_rows)
 
     def _append_day(self, day: date, table: pa.Table) -> None:
         day_dir = self._day_dir(day)

@@ -1,0 +1,5 @@
+"""Query engines: each translates the query model for one execution backend."""
+
+from flowatlas.engines.base import Engine, EngineError
+
+__all__ = ["Engine", "EngineError"]

@@ -1,0 +1,216 @@
+"""The one SQL builder: query model in, SQL text with bound parameters out.
+
+Every value from a user goes in as a parameter; the only literals pasted into the text are
+validated integers (time-bin widths, limits) and column names from the canonical schema. Engine
+dialects override the few methods where their SQL differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from flowatlas.addresses import Prefix
+from flowatlas.query.expr import (
+    AddrMatch,
+    All,
+    And,
+    Direction,
+    Expr,
+    FlagsMatch,
+    Not,
+    NumMatch,
+    Op,
+    Or,
+)
+from flowatlas.query.model import (
+    ANCHORED_KEYS,
+    BOTH_ENDPOINT_KEYS,
+    AggregateQuery,
+    FlowsQuery,
+    Selection,
+)
+from flowatlas.query.plan import EndpointHint, endpoint_hint
+from flowatlas.schema import FIELD_NAMES
+from flowatlas.store import Snapshot
+
+
+class Statement:
+    """SQL text and its parameters, referenced by number (``$1``) so text can be reused."""
+
+    def __init__(self) -> None:
+        self.sql = ""
+        self.params: list[Any] = []
+
+    def bind(self, value: Any) -> str:
+        self.params.append(value)
+        return f"${len(self.params)}"
+
+
+class SqlDialect:
+    """ANSI-ish SQL as DuckDB speaks it; subclasses adjust for other engines."""
+
+    def read_files(self, st: Statement, paths: Sequence[str]) -> str:
+        return f"read_parquet({st.bind(list(paths))})"
+
+    def empty_source(self) -> str:
+        return "(SELECT * FROM flowatlas_empty)"
+
+    def time_bin(self, seconds: int) -> str:
+        return f"time_bucket(INTERVAL '{int(seconds)} seconds', time_start)"
+
+    def uint(self, expr: str) -> str:
+        return f"CAST({expr} AS UBIGINT)"
+
+    # -- expressions ------------------------------------------------------------------------
+
+    def compile(self, expr: Expr, st: Statement) -> str:
+        if isinstance(expr, All):
+            return "TRUE"
+        if isinstance(expr, AddrMatch):
+            return self._addresses(expr.direction, expr.prefixes, st)
+        if isinstance(expr, NumMatch):
+            parts = [self._compare(col, expr.op, expr.values, st) for col in expr.columns]
+            return parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"
+        if isinstance(expr, FlagsMatch):
+            mask = int(expr.mask)
+            return f"((CAST(tcp_flags AS INTEGER) & {mask}) = {mask})"
+        if isinstance(expr, And):
+            return "(" + " AND ".join(self.compile(c, st) for c in expr.children) + ")"
+        if isinstance(expr, Or):
+            return "(" + " OR ".join(self.compile(c, st) for c in expr.children) + ")"
+        if isinstance(expr, Not):
+            return f"(NOT {self.compile(expr.child, st)})"
+        raise TypeError(f"not a filter expression: {expr!r}")
+
+    def _addresses(self, direction: Direction, prefixes: Sequence[Prefix], st: Statement) -> str:
+        columns = {Direction.SRC: ("src_addr",), Direction.DST: ("dst_addr",),
+                   Direction.ANY: ("src_addr", "dst_addr")}[direction]
+        parts = []
+        for col in columns:
+            for p in prefixes:
+                if p.is_single:
+                    parts.append(f"{col} = {st.bind(p.low)}")
+                else:
+                    parts.append(f"{col} BETWEEN {st.bind(p.low)} AND {st.bind(p.high)}")
+        return parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"
+
+    @staticmethod
+    def _compare(column: str, op: Op, values: Sequence[int], st: Statement) -> str:
+        if op is Op.IN:
+            return f"{column} IN (" + ", ".join(st.bind(int(v)) for v in values) + ")"
+        return f"{column} {op.value} {st.bind(int(values[0]))}"
+
+    # -- sources ----------------------------------------------------------------------------
+
+    def source(self, snapshot: Snapshot, selection: Selection, st: Statement) -> str:
+        """A subquery yielding every flow of the selection once, reading as little as possible."""
+        where = selection.where
+        conditions = [self.compile(where, st)]
+        if selection.window.since:
+            conditions.append(f"time_start >= {st.bind(selection.window.since)}")
+        if selection.window.until:
+            conditions.append(f"time_start < {st.bind(selection.window.until)}")
+        hint = endpoint_hint(where)
+        parts = [
+            self._part(st, paths, ranges, conditions)
+            for paths, ranges in self._plan(snapshot, hint, st)
+            if paths
+        ]
+        if not parts:
+            return self.empty_source()
+        return "(" + " UNION ALL ".join(parts) + ")"
+
+    def _plan(self, snapshot: Snapshot, hint: EndpointHint | None,
+              st: Statement) -> list[tuple[Sequence[str], list[str]]]:
+        """Which files to read, each with the extra range condition that prunes them."""
+        if hint is None:
+            return [(snapshot.primary, [])]
+        if hint.direction is Direction.SRC:
+            return [(snapshot.primary, [self._addresses(Direction.SRC, hint.prefixes, st)])]
+        dst = self._addresses(Direction.DST, hint.prefixes, st)
+        if hint.direction is Direction.DST:
+            return [(snapshot.by_dst, [dst]), (snapshot.ingest, [dst])]
+        src = self._addresses(Direction.SRC, hint.prefixes, st)
+        # Either endpoint: a flow comes from the source-sorted copy when its source matches,
+        # else from the destination-sorted copy, so no flow is counted twice.
+        return [
+            (snapshot.by_src, [src]),
+            (snapshot.by_dst, [dst, f"NOT {src}"]),
+            (snapshot.ingest, [f"({src} OR {dst})"]),
+        ]
+
+    def _part(self, st: Statement, paths: Sequence[str], ranges: list[str],
+              conditions: list[str]) -> str:
+        return f"SELECT * FROM {self.read_files(st, paths)} WHERE " + " AND ".join(
+            [*ranges, *conditions]
+        )
+
+    # -- statements -------------------------------------------------------------------------
+
+    def flows(self, q: FlowsQuery, snapshot: Snapshot) -> Statement:
+        return self._render(lambda st: (
+            f"SELECT {', '.join(FIELD_NAMES)} FROM {self.source(snapshot, q.selection, st)} "
+            f"ORDER BY time_start {'ASC' if q.oldest_first else 'DESC'}, src_addr, dst_addr "
+            f"LIMIT {int(q.limit)}"
+        ))
+
+    def aggregate(self, q: AggregateQuery, snapshot: Snapshot) -> Statement:
+        def build(st: Statement) -> str:
+            packets, bytes_ = ("packets * sampling_rate", "bytes * sampling_rate") \
+                if q.estimate else ("packets", "bytes")
+            measures = f"{packets} AS packets, {bytes_} AS bytes, time_start, time_end"
+            key_cols: list[str] = []
+            select_keys: list[str] = []
+            both = next((k for k in q.keys if k in BOTH_ENDPOINT_KEYS), None)
+            for key in q.keys:
+                if key in ANCHORED_KEYS:
+                    select_keys.append(f"{self._anchored(key, q, st)} AS {key}")
+                    key_cols.append(key)
+                elif key != both:
+                    select_keys.append(key)
+                    key_cols.append(key)
+            if q.bin_seconds:
+                select_keys.append(f"{self.time_bin(q.bin_seconds)} AS bin")
+                key_cols.append("bin")
+            base = self.source(snapshot, q.selection, st)
+            plain = ", ".join([*select_keys, measures])
+            if both:
+                a, b = BOTH_ENDPOINT_KEYS[both]
+                key_cols.insert(0, both)
+                inner = (f"SELECT {a} AS {both}, {plain} FROM f UNION ALL "
+                         f"SELECT {b} AS {both}, {plain} FROM f")
+            else:
+                inner = f"SELECT {plain} FROM f"
+            metrics = (f"{self.uint('count(*)')} AS flows, {self.uint('sum(packets)')} AS packets, "
+                       f"{self.uint('sum(bytes)')} AS bytes, min(time_start) AS first, "
+                       f"max(time_end) AS last")
+            sql = f"WITH f AS (SELECT * FROM {base}) SELECT "
+            sql += ", ".join([*key_cols, metrics]) + f" FROM ({inner}) AS k"
+            if key_cols:
+                sql += " GROUP BY " + ", ".join(key_cols)
+                direction = "ASC" if q.ascending else "DESC"
+                order = [f"{q.order_by} {direction}"] + [c for c in key_cols if c != q.order_by]
+                sql += " ORDER BY " + ", ".join(order)
+                if q.limit:
+                    sql += f" LIMIT {int(q.limit)}"
+            else:
+                sql += " HAVING count(*) > 0"
+            return sql
+
+        return self._render(build)
+
+    def _anchored(self, key: str, q: AggregateQuery, st: Statement) -> str:
+        outbound = self._addresses(Direction.SRC, q.anchor, st)
+        local, remote = {
+            "peer": ("dst_addr", "src_addr"), "local": ("src_addr", "dst_addr"),
+            "peer_port": ("dst_port", "src_port"), "local_port": ("src_port", "dst_port"),
+            "direction": ("'out'", "'in'"),
+        }[key]
+        return f"CASE WHEN {outbound} THEN {local} ELSE {remote} END"
+
+    @staticmethod
+    def _render(build: Callable[[Statement], str]) -> Statement:
+        st = Statement()
+        st.sql = build(st)
+        return st

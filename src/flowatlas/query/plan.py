@@ -1,0 +1,51 @@
+"""Endpoint hints: the address ranges a flow must touch for a filter to match it.
+
+When every match of a filter has an endpoint inside known prefixes, an engine can read only the
+copies of the data sorted by that endpoint and let Parquet statistics skip everything else. The
+hint is a necessary condition, never a sufficient one: engines still apply the whole filter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flowatlas.addresses import Prefix
+from flowatlas.query.expr import AddrMatch, And, Direction, Expr, Or
+
+MAX_HINT_PREFIXES = 256
+"""Past this many ranges the pruning costs more than the scan it saves."""
+
+
+@dataclass(frozen=True)
+class EndpointHint:
+    direction: Direction
+    prefixes: tuple[Prefix, ...]
+
+
+def endpoint_hint(expr: Expr) -> EndpointHint | None:
+    """The narrowest address constraint implied by ``expr``, or None when there is none."""
+    hint = _hint(expr)
+    if hint is None or len(hint.prefixes) > MAX_HINT_PREFIXES:
+        return None
+    return hint
+
+
+def _hint(expr: Expr) -> EndpointHint | None:
+    if isinstance(expr, AddrMatch):
+        return EndpointHint(expr.direction, expr.prefixes)
+    if isinstance(expr, And):
+        hints = [h for h in (_hint(c) for c in expr.children) if h is not None]
+        if not hints:
+            return None
+        # A one-sided hint reads one copy; among equals, the fewest ranges prune best.
+        return min(hints, key=lambda h: (h.direction is Direction.ANY, len(h.prefixes)))
+    if isinstance(expr, Or):
+        maybe = [_hint(c) for c in expr.children]
+        known = [h for h in maybe if h is not None]
+        if len(known) != len(maybe):
+            return None
+        directions = {h.direction for h in known}
+        direction = directions.pop() if len(directions) == 1 else Direction.ANY
+        prefixes = tuple(sorted({p for h in known for p in h.prefixes}))
+        return EndpointHint(direction, prefixes)
+    return None
