@@ -1,0 +1,61 @@
+"""Decoded flows as canonical columns, and their assembly into one Arrow table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+from flowatlas.addresses import from_matrix
+from flowatlas.schema import ADDRESS_FIELDS, DEFAULTS, FLOW_SCHEMA, TIME_TYPE
+
+Columns = dict[str, npt.NDArray[Any]]
+"""Canonical column -> numpy array: times int64 µs, addresses (n, 16) uint8, the rest integers."""
+
+_NUMPY_TYPES: dict[str, type[np.generic]] = {
+    f.name: np.dtype(f.type.to_pandas_dtype()).type
+    for f in FLOW_SCHEMA
+    if f.name not in ADDRESS_FIELDS and not pa.types.is_timestamp(f.type)
+}
+
+
+def ipv4_matrix(values: npt.NDArray[Any]) -> npt.NDArray[np.uint8]:
+    """IPv4 addresses as integers to IPv4-mapped (n, 16) byte rows."""
+    n = len(values)
+    m = np.zeros((n, 16), dtype=np.uint8)
+    m[:, 10:12] = 0xFF
+    m[:, 12:] = values.astype(">u4").view(np.uint8).reshape(n, 4)
+    return m
+
+
+def to_table(parts: list[tuple[int, Columns]]) -> pa.Table | None:
+    """Concatenate decoded parts into one table in FLOW_SCHEMA; None when there are no rows."""
+    parts = [(n, c) for n, c in parts if n > 0]
+    if not parts:
+        return None
+    total = sum(n for n, _ in parts)
+    arrays: list[pa.Array] = []
+    for field in FLOW_SCHEMA:
+        name = field.name
+        chunks = []
+        for n, cols in parts:
+            col = cols.get(name)
+            if col is None:
+                if name in ADDRESS_FIELDS:
+                    col = np.zeros((n, 16), dtype=np.uint8)
+                elif name == "time_end":
+                    col = cols["time_start"]
+                else:
+                    col = np.full(n, DEFAULTS.get(name, 0), dtype=_NUMPY_TYPES[name])
+            chunks.append(col)
+        joined = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+        if name in ADDRESS_FIELDS:
+            arrays.append(from_matrix(joined))
+        elif name in ("time_start", "time_end"):
+            arrays.append(pa.array(joined.astype(np.int64), pa.int64()).cast(TIME_TYPE))
+        else:
+            arrays.append(pa.array(joined.astype(_NUMPY_TYPES[name], copy=False), field.type))
+    assert all(len(a) == total for a in arrays)
+    return pa.Table.from_arrays(arrays, schema=FLOW_SCHEMA)

@@ -1,0 +1,106 @@
+"""Sampling rates learnt from options data, per exporter, domain and sampler.
+
+An options record scoped to a sampler (v9 IE 48 flowSamplerId, IPFIX 302 selectorId) sets that
+sampler's rate; one without sets the domain default. A data record then takes the rate of its
+own sampler, else the domain default, else 1 ("unsampled, as far as we know": flows are never
+dropped for want of a rate).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from flowatlas.protocols.elements import IE
+
+SamplerKey = tuple[bytes, int, int, int]
+"""(exporter, version, domain, sampler id; -1 = the domain default)."""
+
+DOMAIN_DEFAULT = -1
+
+Values = dict[int, npt.NDArray[Any]]
+
+
+def rates_from_values(values: Values, n: int) -> npt.NDArray[np.uint64] | None:
+    """Per-record sampling rate from whichever rate elements the records carry, or None."""
+    rate: npt.NDArray[np.uint64] | None = None
+    if IE.SAMPLING_INTERVAL in values:
+        rate = values[IE.SAMPLING_INTERVAL].astype(np.uint64)
+    elif IE.SAMPLER_RANDOM_INTERVAL in values:
+        rate = values[IE.SAMPLER_RANDOM_INTERVAL].astype(np.uint64)
+    elif IE.SAMPLING_PACKET_INTERVAL in values:
+        # PSAMP systematic count-based: select `interval` packets, skip `space` (RFC 5476).
+        interval = values[IE.SAMPLING_PACKET_INTERVAL].astype(np.uint64)
+        if IE.SAMPLING_PACKET_SPACE in values:
+            space = values[IE.SAMPLING_PACKET_SPACE].astype(np.uint64)
+            rate = (interval + space) // np.maximum(interval, 1)
+        else:
+            rate = interval
+    elif IE.SAMPLING_SIZE in values and IE.SAMPLING_POPULATION in values:
+        size = values[IE.SAMPLING_SIZE].astype(np.uint64)
+        rate = values[IE.SAMPLING_POPULATION].astype(np.uint64) // np.maximum(size, 1)
+    if rate is None:
+        return None
+    return np.where(rate == 0, np.uint64(1), rate).astype(np.uint64)
+
+
+def sampler_ids(values: Values) -> npt.NDArray[np.int64] | None:
+    for element in (IE.SAMPLER_ID, IE.SELECTOR_ID):
+        if element in values:
+            return values[element].astype(np.int64)
+    return None
+
+
+class SamplingRates:
+    def __init__(self, max_entries: int = 65536) -> None:
+        self._rates: dict[SamplerKey, int] = {}
+        self.max_entries = max_entries
+        self.changed = False
+
+    def learn(self, exporter: bytes, version: int, domain: int, values: Values, n: int) -> int:
+        """Take rates from decoded options records; returns how many were learnt."""
+        rate = rates_from_values(values, n)
+        if rate is None:
+            return 0
+        ids = sampler_ids(values)
+        learnt = 0
+        # Options records are few (one per sampler), so a loop here is not a hot path.
+        for i in range(n):
+            sid = DOMAIN_DEFAULT if ids is None else int(ids[i])
+            key = (exporter, version, domain, sid)
+            if key not in self._rates and len(self._rates) >= self.max_entries:
+                continue
+            if self._rates.get(key) != int(rate[i]):
+                self._rates[key] = int(rate[i])
+                self.changed = True
+            learnt += 1
+        return learnt
+
+    def default(self, exporter: bytes, version: int, domain: int) -> int:
+        return self._rates.get((exporter, version, domain, DOMAIN_DEFAULT), 1)
+
+    def for_records(self, exporter: bytes, version: int, domain: int, values: Values,
+                    n: int) -> npt.NDArray[np.uint64]:
+        """Rates for ``n`` data records: carried in the record, by sampler, or the default."""
+        own = rates_from_values(values, n)
+        if own is not None:
+            return own
+        base = self.default(exporter, version, domain)
+        ids = sampler_ids(values)
+        if ids is None:
+            return np.full(n, base, dtype=np.uint64)
+        out = np.full(n, base, dtype=np.uint64)
+        for sid in np.unique(ids).tolist():  # a handful of samplers per exporter
+            r = self._rates.get((exporter, version, domain, int(sid)))
+            if r is not None:
+                out[ids == sid] = r
+        return out
+
+    def to_json(self) -> list[Any]:
+        return [[k[0].hex(), k[1], k[2], k[3], v] for k, v in self._rates.items()]
+
+    def load_json(self, data: list[Any]) -> None:
+        for exporter, version, domain, sid, rate in data:
+            self._rates[(bytes.fromhex(exporter), int(version), int(domain), int(sid))] = int(rate)

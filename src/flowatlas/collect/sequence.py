@@ -1,0 +1,77 @@
+"""Sequence-number gap tracking per (exporter, domain, version).
+
+What the number counts differs: v5 and IPFIX count records (IPFIX: data records only), sFlow
+counts datagrams, v9 counts packets by RFC 3954 but many exporters count records, so for v9 the
+unit is learnt from the first clean step. A step backwards within a window is reordering (not a
+loss); a larger jump backwards or an implausible leap forwards is an exporter restart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+MODULO = 1 << 32
+REORDER_WINDOW = 1 << 16
+RESTART_LEAP = 1 << 24
+
+
+class Unit(Enum):
+    RECORDS = "records"
+    PACKETS = "packets"
+    LEARN = "learn"  # v9: packets or records, whichever the exporter does
+
+
+@dataclass
+class _State:
+    last_seq: int
+    last_count: int
+    unit: Unit
+
+
+@dataclass(frozen=True)
+class Step:
+    gap: bool = False
+    lost: int = 0
+    reordered: bool = False
+    restarted: bool = False
+
+
+SequenceKey = tuple[bytes, int, int]
+
+
+class SequenceTracker:
+    def __init__(self, max_keys: int = 65536) -> None:
+        self._state: dict[SequenceKey, _State] = {}
+        self.max_keys = max_keys
+
+    def forget(self, key: SequenceKey) -> None:
+        self._state.pop(key, None)
+
+    def observe(self, key: SequenceKey, seq: int, count: int, unit: Unit) -> Step:
+        """Record a message with sequence ``seq`` carrying ``count`` units of its own."""
+        st = self._state.get(key)
+        if st is None:
+            if len(self._state) < self.max_keys:
+                self._state[key] = _State(seq, count, unit)
+            return Step()
+        delta = (seq - st.last_seq) % MODULO
+        if delta > MODULO // 2:
+            if MODULO - delta <= REORDER_WINDOW:
+                return Step(reordered=True)
+            self._state[key] = _State(seq, count, st.unit)
+            return Step(restarted=True)
+        if delta > RESTART_LEAP:
+            self._state[key] = _State(seq, count, st.unit)
+            return Step(restarted=True)
+        unit = st.unit
+        if unit is Unit.LEARN and delta in (1, st.last_count) and st.last_count != 1:
+            unit = Unit.PACKETS if delta == 1 else Unit.RECORDS
+        expected = 1 if unit is Unit.PACKETS else st.last_count
+        if unit is Unit.LEARN:
+            expected = 1
+        st.last_seq, st.last_count, st.unit = seq, count, unit
+        if delta == 0 and expected > 0:
+            return Step(reordered=True)  # a duplicate
+        lost = delta - expected
+        return Step(gap=True, lost=lost) if lost > 0 else Step()

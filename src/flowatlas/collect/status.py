@@ -1,0 +1,80 @@
+"""Live counters per exporter: what arrived, what was kept, what was skipped and why."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from flowatlas.addresses import unpack
+
+
+@dataclass
+class ExporterCounters:
+    """Counters for one exporter address (all protocols it speaks)."""
+
+    packets: int = 0
+    records: int = 0
+    malformed: int = 0
+    unknown_template: int = 0
+    pending: int = 0
+    sequence_gaps: int = 0
+    lost: int = 0
+    unregistered: int = 0
+    templates: int = 0
+    last_seen: float = 0.0
+    versions: set[int] = field(default_factory=set)
+    reasons: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "packets": self.packets,
+            "records": self.records,
+            "malformed": self.malformed,
+            "unknown_template": self.unknown_template,
+            "pending": self.pending,
+            "sequence_gaps": self.sequence_gaps,
+            "lost": self.lost,
+            "unregistered": self.unregistered,
+            "templates": self.templates,
+            "last_seen": self.last_seen,
+            "versions": sorted(self.versions),
+            "reasons": dict(self.reasons),
+        }
+
+
+class CollectorStatus:
+    """Counters for every exporter seen, plus totals by skip reason."""
+
+    def __init__(self) -> None:
+        self.exporters: dict[bytes, ExporterCounters] = {}
+        self.reasons: Counter[str] = Counter()
+        self.started = time.time()
+
+    def of(self, exporter: bytes) -> ExporterCounters:
+        c = self.exporters.get(exporter)
+        if c is None:
+            c = self.exporters[exporter] = ExporterCounters()
+        return c
+
+    def skip(self, exporter: bytes, reason: str, malformed: bool = True) -> None:
+        """Count one skipped datagram or set under ``reason``."""
+        c = self.of(exporter)
+        c.reasons[reason] += 1
+        if malformed:
+            c.malformed += 1
+        self.reasons[reason] += 1
+
+    def totals(self) -> dict[str, int]:
+        keys = ("packets", "records", "malformed", "unknown_template", "sequence_gaps", "lost",
+                "unregistered")
+        return {k: sum(getattr(c, k) for c in self.exporters.values()) for k in keys}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "started": self.started,
+            "totals": self.totals(),
+            "reasons": dict(self.reasons),
+            "exporters": {unpack(k): c.as_dict() for k, c in self.exporters.items()},
+        }
