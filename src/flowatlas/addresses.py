@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from flowatlas.schema import ADDRESS_TYPE
 
@@ -77,38 +78,38 @@ def parse_prefix(text: str) -> Prefix:
     return Prefix(low, high, str(net) if "/" in t else str(net.network_address))
 
 
-def pack_many(texts: Iterable[str]) -> pa.FixedSizeBinaryArray:
-    """Many textual addresses to an Arrow column; fast path for IPv4 dotted quads."""
-    values = list(texts)
-    n = len(values)
+def pack_many(texts: Iterable[str] | pa.Array | pa.ChunkedArray) -> pa.FixedSizeBinaryArray:
+    """Many textual addresses to an Arrow column; IPv4 dotted quads are parsed vectorised."""
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks()
+    arr = texts if isinstance(texts, pa.Array) else pa.array(list(texts), pa.string())
+    arr = pc.utf8_trim_whitespace(arr.cast(pa.string()))
+    n = len(arr)
     out = np.zeros((n, 16), dtype=np.uint8)
-    arr = np.asarray(values, dtype=object)
-    is_v6 = np.fromiter((":" in v for v in values), dtype=bool, count=n)
-    v4 = ~is_v6
-    if v4.any():
-        try:
-            parts = np.array(
-                [v.split(".") for v in arr[v4]], dtype=np.int64
-            ).reshape(-1, 4)
-        except ValueError as exc:
-            bad = next((v for v in arr[v4] if not _is_dotted_quad(v)), "?")
-            raise AddressError(f"not an IP address: {bad!r}") from exc
-        if parts.shape[1] != 4 or (parts < 0).any() or (parts > 255).any():
-            bad = next((v for v in arr[v4] if not _is_dotted_quad(v)), "?")
-            raise AddressError(f"not an IP address: {bad!r}")
-        out[v4, 10] = 0xFF
-        out[v4, 11] = 0xFF
-        out[v4, 12:] = parts.astype(np.uint8)
+    is_v6 = np.asarray(pc.fill_null(pc.match_substring(arr, ":"), False), dtype=bool)
+    v4_idx = np.flatnonzero(~is_v6)
+    if len(v4_idx):
+        v4 = arr.take(pa.array(v4_idx))
+        parts = pc.split_pattern(v4, ".")
+        lengths = np.asarray(pc.fill_null(pc.list_value_length(parts), 0))
+        bad = np.flatnonzero(lengths != 4)
+        if len(bad) == 0:
+            octets = pc.list_flatten(parts)
+            digits = np.asarray(pc.fill_null(pc.match_substring_regex(octets, r"^\d{1,3}$"), False))
+            if digits.all():
+                values = np.asarray(octets.cast(pa.int64())).reshape(-1, 4)
+                bad = np.flatnonzero((values > 255).any(axis=1))
+            else:
+                bad = np.flatnonzero(~digits.reshape(-1, 4).all(axis=1))
+        if len(bad):
+            row = int(v4_idx[bad[0]])
+            raise AddressError(f"not an IP address: {v4[int(bad[0])].as_py()!r} (row {row + 1})")
+        out[v4_idx, 10] = 0xFF
+        out[v4_idx, 11] = 0xFF
+        out[v4_idx, 12:] = values.astype(np.uint8)
     for i in np.flatnonzero(is_v6):
-        out[i] = np.frombuffer(pack(values[i]), dtype=np.uint8)
+        out[i] = np.frombuffer(pack(str(arr[int(i)].as_py())), dtype=np.uint8)
     return from_matrix(out)
-
-
-def _is_dotted_quad(text: str) -> bool:
-    try:
-        return ipaddress.ip_address(text).version == 4
-    except ValueError:
-        return False
 
 
 def from_matrix(matrix: npt.NDArray[np.uint8]) -> pa.FixedSizeBinaryArray:

@@ -36,7 +36,7 @@ class Profile:
 
     @property
     def seen(self) -> bool:
-        return self.totals.num_rows > 0
+        return bool(self.totals.num_rows > 0)
 
     @property
     def first_seen(self) -> object:

@@ -37,6 +37,8 @@ FLOW_SCHEMA = pa.schema(
 
 FIELD_NAMES: tuple[str, ...] = tuple(FLOW_SCHEMA.names)
 ADDRESS_FIELDS = frozenset({"src_addr", "dst_addr", "exporter"})
+ADDRESS_COLUMNS = ADDRESS_FIELDS | {"ip", "peer", "local"}
+"""Result columns that hold addresses: canonical fields and the aggregation keys made of them."""
 TIME_FIELDS = frozenset({"time_start", "time_end"})
 
 # Fields a missing value may default to 0 (or 1 for the sampling rate) when importing.

@@ -70,7 +70,8 @@ def render_rich(records: list[dict[str, Any]], columns: list[str], title: str | 
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    # Off a terminal rich would assume 80 columns and squeeze flows past reading.
+    console = Console() if sys.stdout.isatty() else Console(width=200)
     out = Table(title=title, show_lines=False, header_style="bold")
     for name in columns:
         numeric = records and isinstance(records[0].get(name), (int, float))

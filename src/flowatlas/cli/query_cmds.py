@@ -1,1 +1,187 @@
-COMMANDS: list[object] = []
+"""``flowatlas query|top|series|ip|import``: thin wrappers over :class:`flowatlas.atlas.Atlas`."""
+
+from __future__ import annotations
+
+import re
+
+import click
+import pyarrow as pa
+
+from flowatlas.addresses import AddressError
+from flowatlas.atlas import Atlas
+from flowatlas.cli.common import (
+    InputError,
+    format_option,
+    render,
+    render_rich,
+    store_option,
+    user_errors,
+    window_from,
+)
+from flowatlas.formats import flow_lines, to_records
+from flowatlas.importers import IMPORT_FORMATS, ImportError_, import_file
+from flowatlas.query.filter import FilterSyntaxError
+from flowatlas.query.model import QueryError, Selection
+from flowatlas.store import FlowStore, StoreError
+
+_USER_ERRORS = (StoreError, QueryError, AddressError, ValueError)
+
+
+def _atlas(store_path: str) -> Atlas:
+    return Atlas(FlowStore(store_path, create=False))
+
+
+def _selection(atlas: Atlas, filter_words: tuple[str, ...], since: str | None,
+               until: str | None) -> Selection:
+    text = " ".join(filter_words)
+    try:
+        return atlas.select(text or None, window_from(since, until))
+    except FilterSyntaxError as exc:
+        raise InputError(f"{exc}\n  {exc.caret().replace(chr(10), chr(10) + '  ')}") from exc
+
+
+def parse_duration(text: str) -> int:
+    """``300``, ``5m``, ``1h``, ``1d`` to seconds."""
+    m = re.fullmatch(r"\s*(\d+)\s*([smhdw]?)\s*", text)
+    if not m or int(m.group(1)) == 0:
+        raise InputError(f"cannot read duration {text!r}: use e.g. 300, 5m, 1h or 1d")
+    return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m.group(2)]
+
+
+@click.command("query")
+@click.argument("filter_words", nargs=-1)
+@store_option
+@click.option("--since")
+@click.option("--until")
+@click.option("-n", "--limit", default=100, show_default=True, type=click.IntRange(1, 10_000_000))
+@click.option("--oldest-first", is_flag=True, help="Oldest flows first (default newest first).")
+@format_option
+@user_errors(*_USER_ERRORS)
+def query_cmd(filter_words: tuple[str, ...], store_path: str, since: str | None,
+              until: str | None, limit: int, oldest_first: bool, fmt: str) -> None:
+    """Flows matching FILTER (nfdump syntax, e.g. 'src ip 10.0.0.1 and dst port 443')."""
+    with _atlas(store_path) as atlas:
+        sel = _selection(atlas, filter_words, since, until)
+        table = atlas.flows(sel, limit=limit, oldest_first=oldest_first)
+        shown = flow_lines(table) if fmt == "table" else table
+        render(shown, fmt, title=f"{table.num_rows} flows")
+
+
+@click.command("top")
+@click.argument("filter_words", nargs=-1)
+@store_option
+@click.option("--since")
+@click.option("--until")
+@click.option("-s", "--by", default="ip", show_default=True,
+              help="Field(s) to rank: ip, port, as, src_addr, dst_port, proto, ... (comma-separated).")
+@click.option("-o", "--order", type=click.Choice(["flows", "packets", "bytes"]), default="flows",
+              show_default=True)
+@click.option("-n", "--top", "n", default=10, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--estimate", is_flag=True, help="Scale packets and bytes by the sampling rate.")
+@format_option
+@user_errors(*_USER_ERRORS)
+def top_cmd(filter_words: tuple[str, ...], store_path: str, since: str | None, until: str | None,
+            by: str, order: str, n: int, estimate: bool, fmt: str) -> None:
+    """Top N values of a field, nfdump -s style (ip/port/as count both endpoints)."""
+    with _atlas(store_path) as atlas:
+        sel = _selection(atlas, filter_words, since, until)
+        table = atlas.top(sel, by=by, order=order, n=n, estimate=estimate)
+        render(table, fmt, title=f"top {n} {by} by {order}")
+
+
+@click.command("series")
+@click.argument("filter_words", nargs=-1)
+@store_option
+@click.option("--since")
+@click.option("--until")
+@click.option("--bin", "bin_text", default="1h", show_default=True, help="Bin width: 5m, 1h, 1d...")
+@click.option("--by", help="Split each bin by a field (e.g. proto, dst_port).")
+@click.option("--estimate", is_flag=True, help="Scale packets and bytes by the sampling rate.")
+@format_option
+@user_errors(*_USER_ERRORS)
+def series_cmd(filter_words: tuple[str, ...], store_path: str, since: str | None,
+               until: str | None, bin_text: str, by: str | None, estimate: bool, fmt: str) -> None:
+    """Flows, packets and bytes per time bin."""
+    with _atlas(store_path) as atlas:
+        sel = _selection(atlas, filter_words, since, until)
+        table = atlas.series(sel, parse_duration(bin_text), by=by, estimate=estimate)
+        render(table, fmt, title="time series")
+
+
+@click.command("ip")
+@click.argument("address")
+@click.argument("filter_words", nargs=-1)
+@store_option
+@click.option("--since")
+@click.option("--until")
+@click.option("-n", "--top", "n", default=10, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--estimate", is_flag=True, help="Scale packets and bytes by the sampling rate.")
+@format_option
+@user_errors(*_USER_ERRORS)
+def ip_cmd(address: str, filter_words: tuple[str, ...], store_path: str, since: str | None,
+           until: str | None, n: int, estimate: bool, fmt: str) -> None:
+    """Profile of ADDRESS (or prefix): first/last seen, totals, top peers and ports, daily activity."""
+    with _atlas(store_path) as atlas:
+        sel = _selection(atlas, filter_words, since, until)
+        profile = atlas.profile(address, sel, n=n, estimate=estimate)
+        sections = {"totals": profile.totals, "peers": profile.peers,
+                    "local_ports": profile.local_ports, "peer_ports": profile.peer_ports,
+                    "daily": profile.daily}
+        if not profile.seen:
+            click.echo(f"no flows to or from {profile.address} in this window", err=True)
+        if fmt == "json":
+            import json
+
+            doc = {"address": profile.address, "first_seen": _iso(profile.first_seen),
+                   "last_seen": _iso(profile.last_seen),
+                   **{k: to_records(v) for k, v in sections.items()}}
+            click.echo(json.dumps(doc, indent=1, default=str))
+        elif fmt == "table":
+            click.echo(f"{profile.address}: first seen {_iso(profile.first_seen)}, "
+                       f"last seen {_iso(profile.last_seen)}")
+            for name, table in sections.items():
+                render_rich(to_records(table), table.column_names, title=name)
+        else:
+            for name, table in sections.items():
+                render(table.append_column("section", pa.array([name] * table.num_rows)), fmt)
+
+
+def _iso(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+@click.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@store_option
+@click.option("--input-format", "input_format", type=click.Choice(IMPORT_FORMATS), default="auto",
+              show_default=True, help="csv/ndjson in canonical names, or nfdump's -o csv.")
+@click.option("--compact/--no-compact", default=True, show_default=True,
+              help="Lay the imported days out for lookups afterwards.")
+@user_errors(ImportError_, StoreError)
+def import_cmd(files: tuple[str, ...], store_path: str, input_format: str, compact: bool) -> None:
+    """Import flows from CSV, NDJSON or nfdump CSV files into the store."""
+    import os
+    import sys
+
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    store = FlowStore(store_path, create=True)
+    total = sum(os.path.getsize(f) for f in files if os.path.isfile(f))
+    rows = 0
+    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                  TimeRemainingColumn(), transient=True, console=Console(stderr=True),
+                  disable=not sys.stderr.isatty()) as progress:
+        task = progress.add_task("importing", total=total)
+        for path in files:
+            report = import_file(store, path, input_format,
+                                 progress=lambda size: progress.advance(task, size))
+            rows += report.rows
+            click.echo(f"{path}: {report.rows:,} flows ({report.format})", err=True)
+    if compact:
+        report_c = store.compact()
+        click.echo(f"compacted {report_c.runs_out} runs in {report_c.seconds:.1f}s", err=True)
+    click.echo(f"imported {rows:,} flows into {store_path}")
+
+
+COMMANDS = [query_cmd, top_cmd, series_cmd, ip_cmd, import_cmd]

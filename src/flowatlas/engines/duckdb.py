@@ -12,10 +12,8 @@ import pyarrow as pa
 from flowatlas.engines.base import EngineError
 from flowatlas.engines.sql import SqlDialect, Statement
 from flowatlas.query.model import AggregateQuery, FlowsQuery
-from flowatlas.schema import ADDRESS_TYPE, FLOW_SCHEMA
+from flowatlas.schema import ADDRESS_COLUMNS, ADDRESS_TYPE, FLOW_SCHEMA
 from flowatlas.store import FlowStore
-
-_ADDRESS_COLUMNS = ("src_addr", "dst_addr", "exporter", "ip")
 
 
 class DuckDBEngine:
@@ -61,7 +59,8 @@ class DuckDBEngine:
     def iter_flows(self, query: FlowsQuery, batch_rows: int = 65_536) -> Iterator[pa.RecordBatch]:
         reader = self._run(self.dialect.flows, query).to_arrow_reader(batch_rows)
         for batch in reader:
-            yield _typed(pa.Table.from_batches([batch])).to_batches()[0] if batch.num_rows else batch
+            if batch.num_rows:
+                yield _typed(pa.Table.from_batches([batch])).to_batches()[0]
 
     def aggregate(self, query: AggregateQuery) -> pa.Table:
         return _typed(self._run(self.dialect.aggregate, query).to_arrow_table())
@@ -77,6 +76,6 @@ class DuckDBEngine:
 def _typed(table: pa.Table) -> pa.Table:
     """DuckDB hands 16-byte addresses back as variable binary; restore the canonical type."""
     for i, name in enumerate(table.column_names):
-        if name in _ADDRESS_COLUMNS and pa.types.is_binary(table.schema.field(i).type):
+        if name in ADDRESS_COLUMNS and pa.types.is_binary(table.schema.field(i).type):
             table = table.set_column(i, name, table.column(i).cast(ADDRESS_TYPE))
     return table
