@@ -175,13 +175,11 @@ def _times(column: pa.ChunkedArray | pa.Array) -> pa.Array | pa.ChunkedArray:
     text = pc.utf8_trim_whitespace(column.cast(pa.string()))
     if pc.all(pc.match_substring_regex(text, r"^\d+(\.\d+)?$")).as_py():
         return _times(text.cast(pa.float64()))
-    text = pc.replace_substring_regex(text, r"Z$", "+00:00")
-    has_zone = pc.any(pc.match_substring_regex(text, r"[+-]\d\d:?\d\d$")).as_py()
-    if has_zone:
-        return pc.strptime(pc.replace_substring_regex(text, r"([+-]\d\d):(\d\d)$", r"\1\2"),
-                           format="%Y-%m-%dT%H:%M:%S%z", unit="us").cast(TIME_TYPE)
-    naive = pc.replace_substring(text, "T", " ").cast(pa.timestamp("us"))
-    return pc.assume_timezone(naive, "UTC")
+    # Dates alone mean midnight; times without a zone are UTC.
+    text = pc.replace_substring_regex(text, r"^(\d{4}-\d\d-\d\d)$", r"\1 00:00:00")
+    zoned = pc.match_substring_regex(text, r"(Z|[+-]\d\d:?\d\d)$")
+    text = pc.if_else(zoned, text, pc.binary_join_element_wise(text, "Z", ""))
+    return text.cast(TIME_TYPE)
 
 
 def _addresses(column: pa.ChunkedArray | pa.Array) -> pa.Array:

@@ -1,0 +1,3 @@
+from flowatlas.cli.main import main
+
+main()
