@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from flowatlas.simulate.config import MS, STREAM_BACKGROUND, US, SimConfig, stream_rng
-from flowatlas.simulate.flows import ACK, FIN, PSH, RST, SYN, TCP, TCP_FULL, UDP, Columns, empty
+from flowatlas.simulate.flows import ACK, FIN, PSH, RST, SYN, TCP, TCP_FULL, UDP, Columns, empty, is_v6
 from flowatlas.simulate.timeline import Timeline
 from flowatlas.simulate.world import CDN, ENTERPRISE, HOSTING, RESIDENTIAL, World
 
@@ -82,7 +82,7 @@ def _family_hosts(world: World, classes: tuple[int, ...], v6: bool) -> tuple[
     addrs, asns = [], []
     for c in classes:
         pool = world.pools[c]
-        is6 = pool.addr.view(np.uint8).reshape(-1, 16)[:, 10] != 0xFF
+        is6 = is_v6(pool.addr)
         addrs.append(pool.addr[is6 == v6])
         asns.append(pool.asn[is6 == v6])
     return np.concatenate(addrs), np.concatenate(asns)
@@ -116,7 +116,9 @@ class Background:
         self.resolver_table = [offsets[i] + _zipf_table(min(_RESOLVERS, sizes[i]), 1.0)
                                for i in (2, 3)]
         self.scanner_table = offsets[4] + _zipf_table(sizes[4], 1.0)
-        self.scan_targets = (offsets[0], offsets[1], offsets[2], offsets[3])  # IPv4 hosts only
+        # Scanners sweep IPv4 only: clients v4 [o0, o1) and servers v4 [o2, o3).
+        self.scan_targets = (int(offsets[1] - offsets[0]), int(offsets[2] - offsets[1]),
+                             int(offsets[1] - offsets[0] + offsets[3] - offsets[2]))
         shares = np.array([s.share for s in SERVICES])
         cum = np.cumsum(shares / shares.sum())
         self.service_table = np.searchsorted(
@@ -198,8 +200,9 @@ class Background:
         if len(srows):
             m = len(srows)
             client[srows] = _draw(self.scanner_table, (b[srows] >> np.uint64(44)))
-            lo, hi = self.scan_targets[0], self.scan_targets[3]
-            server[srows] = lo + (b[srows] % np.uint64(hi - lo)).astype(np.int64)
+            n_c4, gap, total = self.scan_targets
+            target = (b[srows] % np.uint64(total)).astype(np.int64)
+            server[srows] = target + np.where(target >= n_c4, gap, 0)
             port[srows] = SCAN_PORTS[(b[srows] >> 20) % np.uint64(len(SCAN_PORTS))]
             protocol[srows] = TCP
             packets[srows] = 1

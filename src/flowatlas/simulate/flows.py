@@ -45,6 +45,12 @@ def as_addr(matrix: npt.NDArray[np.uint8]) -> npt.NDArray[np.void]:
     return np.ascontiguousarray(matrix, dtype=np.uint8).view(ADDR).reshape(-1)
 
 
+def is_v6(addrs: npt.NDArray[np.void]) -> npt.NDArray[np.bool_]:
+    """True where an address is not IPv4-mapped (``::ffff:0:0/96``)."""
+    m = addrs.view(np.uint8).reshape(-1, 16)
+    return ~((m[:, :10] == 0).all(axis=1) & (m[:, 10] == 0xFF) & (m[:, 11] == 0xFF))
+
+
 def size(cols: Columns) -> int:
     return int(cols["time_start"].shape[0])
 
