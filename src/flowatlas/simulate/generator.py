@@ -135,7 +135,7 @@ def simulate(store: Any, config: SimConfig, *, truth_path: str | os.PathLike[str
     sim = Simulation(config)
     written = 0
     if threaded:
-        written = _write_pipelined(target, sim.batches(progress))
+        written = write_pipelined(target, sim.batches(progress))
     else:
         for batch in sim.batches(progress):
             written += target.append(batch)
@@ -145,7 +145,7 @@ def simulate(store: Any, config: SimConfig, *, truth_path: str | os.PathLike[str
     return sim.truth
 
 
-def _write_pipelined(store: Any, batches: Iterator[pa.RecordBatch]) -> int:
+def write_pipelined(store: Any, batches: Iterator[pa.RecordBatch]) -> int:
     pending: queue.Queue[pa.RecordBatch | None] = queue.Queue(maxsize=1)
     result: dict[str, Any] = {"rows": 0}
 
