@@ -1,0 +1,189 @@
+"""Flows as plain numpy columns: what every analytic computes on.
+
+Addresses become ``V16`` scalars (the 16 canonical bytes), which numpy sorts and compares
+bytewise, so grouping and joining by address needs no per-row Python. Times are int64 µs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+from flowatlas.addresses import Prefix, from_matrix, pack, parse_prefix, to_matrix, unpack_many
+from flowatlas.atlas import Atlas
+from flowatlas.query.expr import AddrMatch, Direction, Expr, conjoin
+from flowatlas.query.model import MAX_LIMIT, Selection
+from flowatlas.query.plan import MAX_HINT_PREFIXES
+
+ADDR = np.dtype("V16")
+Addrs = npt.NDArray[np.void]
+
+
+class AnalyticsError(ValueError):
+    """Input an investigation cannot work with (bad address, empty window, ...)."""
+
+
+def addr_keys(column: pa.Array | pa.ChunkedArray) -> Addrs:
+    """An Arrow address column as ``V16`` scalars (one copy)."""
+    return np.ascontiguousarray(to_matrix(column)).view(ADDR).ravel()
+
+
+def addr_text(keys: Addrs) -> list[str]:
+    if len(keys) == 0:
+        return []
+    return unpack_many(from_matrix(np.ascontiguousarray(keys).view(np.uint8).reshape(-1, 16)))
+
+
+def addr_key(text: str) -> np.void:
+    try:
+        return np.frombuffer(pack(text), dtype=ADDR)[0]
+    except ValueError as exc:
+        raise AnalyticsError(str(exc)) from None
+
+
+def parse_addresses(texts: list[str] | tuple[str, ...], what: str = "address") -> list[Prefix]:
+    """Single addresses (or prefixes) from user text, each error naming the bad value."""
+    out = []
+    for t in texts:
+        try:
+            out.append(parse_prefix(t))
+        except ValueError:
+            raise AnalyticsError(f"{what} {t!r} is not an IP address or prefix") from None
+    if not out:
+        raise AnalyticsError(f"give at least one {what}")
+    return out
+
+
+def key_prefix(key: np.void) -> Prefix:
+    raw = bytes(key)
+    text = addr_text(np.array([key], dtype=ADDR))[0]
+    return Prefix(raw, raw, text)
+
+
+@dataclass
+class FlowFrame:
+    """The columns analytics use, one row per flow record."""
+
+    start: npt.NDArray[np.int64]
+    end: npt.NDArray[np.int64]
+    src: Addrs
+    dst: Addrs
+    sport: npt.NDArray[np.int32]
+    dport: npt.NDArray[np.int32]
+    proto: npt.NDArray[np.uint8]
+    flags: npt.NDArray[np.uint8]
+    packets: npt.NDArray[np.float64]
+    bytes: npt.NDArray[np.float64]
+    rate: npt.NDArray[np.float64]
+
+    def __len__(self) -> int:
+        return int(self.start.shape[0])
+
+    @property
+    def est_bytes(self) -> npt.NDArray[np.float64]:
+        """Bytes scaled by the sampling rate (an unbiased estimate of the true volume)."""
+        return self.bytes * self.rate
+
+    def take(self, index: npt.NDArray[Any]) -> FlowFrame:
+        return FlowFrame(**{k: v[index] for k, v in self.__dict__.items()})
+
+    @classmethod
+    def from_table(cls, table: pa.Table | pa.RecordBatch) -> FlowFrame:
+        def num(name: str, dtype: Any) -> npt.NDArray[Any]:
+            col = table.column(name)
+            if isinstance(col, pa.ChunkedArray):
+                col = col.combine_chunks()
+            return np.asarray(col.to_numpy(zero_copy_only=False)).astype(dtype, copy=False)
+
+        return cls(
+            start=num("time_start", "datetime64[us]").astype(np.int64),
+            end=num("time_end", "datetime64[us]").astype(np.int64),
+            src=addr_keys(table.column("src_addr")),
+            dst=addr_keys(table.column("dst_addr")),
+            sport=num("src_port", np.int32),
+            dport=num("dst_port", np.int32),
+            proto=num("protocol", np.uint8),
+            flags=num("tcp_flags", np.uint8),
+            packets=num("packets", np.float64),
+            bytes=num("bytes", np.float64),
+            rate=np.maximum(num("sampling_rate", np.float64), 1.0),
+        )
+
+    @classmethod
+    def concat(cls, frames: list[FlowFrame]) -> FlowFrame:
+        if not frames:
+            return cls.from_table(_EMPTY)
+        return cls(**{k: np.concatenate([getattr(f, k) for f in frames])
+                      for k in frames[0].__dict__})
+
+
+def _empty_table() -> pa.Table:
+    from flowatlas.schema import FLOW_SCHEMA
+
+    return FLOW_SCHEMA.empty_table()
+
+
+_EMPTY = _empty_table()
+
+
+def fetch(atlas: Atlas, selection: Selection, limit: int = MAX_LIMIT) -> FlowFrame:
+    """Every flow of a selection as a frame, streamed so only the needed columns are kept."""
+    frames = [FlowFrame.from_table(b) for b in atlas.iter_flows(selection, limit) if b.num_rows]
+    return FlowFrame.concat(frames)
+
+
+def touching(direction: Direction, prefixes: list[Prefix], base: Selection) -> list[Selection]:
+    """Selections for flows with an endpoint in ``prefixes``, split so each one stays pruned."""
+    out = []
+    for i in range(0, len(prefixes), MAX_HINT_PREFIXES):
+        match: Expr = AddrMatch(direction, tuple(prefixes[i:i + MAX_HINT_PREFIXES]))
+        out.append(Selection(conjoin(match, base.filter), base.window, base.scope))
+    return out
+
+
+def fetch_touching(atlas: Atlas, direction: Direction, prefixes: list[Prefix],
+                   base: Selection) -> FlowFrame:
+    """Flows with an endpoint in ``prefixes``, each flow once even when split across queries."""
+    frames = []
+    step = MAX_HINT_PREFIXES
+    for i, sel in enumerate(touching(direction, prefixes, base)):
+        frame = fetch(atlas, sel)
+        if i and direction is Direction.ANY and len(frame):
+            # A flow between two chunks' addresses came back with the earlier chunk already.
+            earlier = RangeSet(prefixes[: i * step])
+            frame = frame.take(~(earlier.contains(frame.src) | earlier.contains(frame.dst)))
+        frames.append(frame)
+    return FlowFrame.concat(frames)
+
+
+class RangeSet:
+    """Membership of addresses in a set of prefixes, vectorised (overlaps merged)."""
+
+    def __init__(self, prefixes: list[Prefix]) -> None:
+        pairs = sorted((p.low, p.high) for p in prefixes)
+        lows: list[bytes] = []
+        highs: list[bytes] = []
+        for low, high in pairs:
+            if highs and low <= highs[-1]:
+                highs[-1] = max(highs[-1], high)
+            else:
+                lows.append(low)
+                highs.append(high)
+        self.lows = np.array(lows, dtype=ADDR)
+        self.highs = np.array(highs, dtype=ADDR)
+
+    def index(self, keys: Addrs) -> npt.NDArray[np.intp]:
+        """Index of the merged range holding each key, or -1."""
+        if len(self.lows) == 0:
+            return np.full(len(keys), -1, dtype=np.intp)
+        idx = np.searchsorted(self.lows, keys, side="right") - 1
+        # Void scalars have no <=; the count of range ends below a key says the same.
+        below = np.searchsorted(self.highs, keys, side="left")
+        return np.where((idx >= 0) & (below == idx), idx, -1)
+
+    def contains(self, keys: Addrs) -> npt.NDArray[np.bool_]:
+        return self.index(keys) >= 0
