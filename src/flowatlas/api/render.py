@@ -1,0 +1,82 @@
+"""Results to HTTP responses: JSON documents, or CSV/NDJSON streamed in chunks.
+
+Streaming exports run the engine in a thread of their own that owns its DuckDB cursor (a cursor
+must stay on one thread, and a response iterator hops between pool threads); a small bounded
+queue between that thread and the response keeps memory flat.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pyarrow as pa
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from flowatlas.formats import iter_csv, iter_ndjson, to_records
+
+MEDIA = {"csv": "text/csv; charset=utf-8", "ndjson": "application/x-ndjson"}
+_DONE = object()
+_QUEUE_CHUNKS = 4
+
+
+def table_response(
+    table: pa.Table, fmt: str, headers: dict[str, str], extra: dict[str, Any] | None = None
+) -> JSONResponse | StreamingResponse:
+    if fmt == "json":
+        return JSONResponse(
+            {**(extra or {}), "count": table.num_rows, "rows": to_records(table)}, headers=headers
+        )
+    chunks = iter_csv([table]) if fmt == "csv" else iter_ndjson([table])
+    return StreamingResponse(chunks, media_type=MEDIA[fmt], headers=headers)
+
+
+def streamed(
+    produce: Callable[[], Iterator[pa.Table]],
+    fmt: str,
+    headers: dict[str, str],
+    finish: Callable[[str], None],
+) -> StreamingResponse:
+    """Stream tables from ``produce`` (run on its own thread); ``finish(outcome)`` runs once."""
+    q: queue.Queue[object] = queue.Queue(maxsize=_QUEUE_CHUNKS)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.5)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def worker() -> None:
+        outcome = "ok"
+        try:
+            render = iter_csv if fmt == "csv" else iter_ndjson
+            for chunk in render(produce()):
+                if not put(chunk):
+                    outcome = "aborted:client-gone"
+                    break
+        except Exception as exc:  # reported in-band: headers are already sent
+            outcome = "error:stream"
+            put(f"\n# error: {exc}\n" if fmt == "csv" else f'{{"error": "{type(exc).__name__}"}}\n')
+        finally:
+            finish(outcome)
+            put(_DONE)
+
+    def body() -> Iterator[str]:
+        thread = threading.Thread(target=worker, name="flowatlas-export", daemon=True)
+        thread.start()
+        try:
+            while True:
+                item = q.get()
+                if item is _DONE:
+                    return
+                yield str(item)
+        finally:
+            stop.set()
+
+    return StreamingResponse(body(), media_type=MEDIA[fmt], headers=headers)
