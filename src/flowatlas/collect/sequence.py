@@ -4,6 +4,9 @@ What the number counts differs: v5 and IPFIX count records (IPFIX: data records 
 counts datagrams, v9 counts packets by RFC 3954 but many exporters count records, so for v9 the
 unit is learnt from the first clean step. A step backwards within a window is reordering (not a
 loss); a larger jump backwards or an implausible leap forwards is an exporter restart.
+Record counters are learnt to be exclusive (RFC 7011: records sent *before* this message) or
+inclusive (softflowd 1.1.0's IPFIX: records sent up to and *including* this message), so a
+correct exporter of either kind shows no false gaps.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ class _State:
     last_seq: int
     last_count: int
     unit: Unit
+    inclusive: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -65,11 +69,20 @@ class SequenceTracker:
             self._state[key] = _State(seq, count, st.unit)
             return Step(restarted=True)
         unit = st.unit
-        if unit is Unit.LEARN and delta in (1, st.last_count) and st.last_count != 1:
-            unit = Unit.PACKETS if delta == 1 else Unit.RECORDS
-        expected = 1 if unit is Unit.PACKETS else st.last_count
         if unit is Unit.LEARN:
+            if delta == 1 and st.last_count != 1 and count != 1:
+                unit = Unit.PACKETS
+            elif delta != 1 and delta in (st.last_count, count):
+                unit = Unit.RECORDS
+        if unit is not Unit.PACKETS and st.inclusive is None and st.last_count != count:
+            if delta == st.last_count:
+                st.inclusive = False
+            elif delta == count:
+                st.inclusive = True
+        if unit is Unit.PACKETS or unit is Unit.LEARN:
             expected = 1
+        else:
+            expected = count if st.inclusive else st.last_count
         st.last_seq, st.last_count, st.unit = seq, count, unit
         if delta == 0 and expected > 0:
             return Step(reordered=True)  # a duplicate
