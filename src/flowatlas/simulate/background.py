@@ -13,8 +13,20 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from flowatlas.simulate.config import MS, STREAM_BACKGROUND, US, SimConfig, stream_rng
-from flowatlas.simulate.flows import ACK, FIN, PSH, RST, SYN, TCP, TCP_FULL, UDP, Columns, empty, is_v6
+from flowatlas.simulate.config import MS, STREAM_BACKGROUND, SimConfig, stream_rng
+from flowatlas.simulate.flows import (
+    ACK,
+    FIN,
+    PSH,
+    RST,
+    SYN,
+    TCP,
+    TCP_FULL,
+    UDP,
+    Columns,
+    empty,
+    is_v6,
+)
 from flowatlas.simulate.timeline import Timeline
 from flowatlas.simulate.world import CDN, ENTERPRISE, HOSTING, RESIDENTIAL, World
 
@@ -228,18 +240,3 @@ class Background:
         cols["packets"] = packets
         cols["bytes"] = nbytes
         return cols
-
-
-def _zipf(u: npt.NDArray[np.float64], count: int | npt.NDArray[np.int64],
-          s: float) -> npt.NDArray[np.int64]:
-    """Ranks 0..count-1 with P(rank) ~ (rank+1)^-s, by inverting the continuous power law."""
-    h = np.asarray(count, dtype=np.float64) + 1.0
-    if abs(s - 1.0) < 1e-9:
-        x = np.exp(u * np.log(h))
-    else:
-        e = 1.0 - s
-        x = ((h**e - 1.0) * u + 1.0) ** (1.0 / e)
-    return np.minimum(x.astype(np.int64) - 1, np.asarray(count) - 1).clip(0)
-
-
-__all__ = ["SERVICES", "Background", "US"]

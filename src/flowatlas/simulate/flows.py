@@ -48,7 +48,9 @@ def as_addr(matrix: npt.NDArray[np.uint8]) -> npt.NDArray[np.void]:
 def is_v6(addrs: npt.NDArray[np.void]) -> npt.NDArray[np.bool_]:
     """True where an address is not IPv4-mapped (``::ffff:0:0/96``)."""
     m = addrs.view(np.uint8).reshape(-1, 16)
-    return ~((m[:, :10] == 0).all(axis=1) & (m[:, 10] == 0xFF) & (m[:, 11] == 0xFF))
+    mapped: npt.NDArray[np.bool_] = (
+        (m[:, :10] == 0).all(axis=1) & (m[:, 10] == 0xFF) & (m[:, 11] == 0xFF))
+    return ~mapped
 
 
 def size(cols: Columns) -> int:

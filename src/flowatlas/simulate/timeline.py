@@ -48,4 +48,5 @@ class Timeline:
         """``n`` sorted uniform draws in [low, high) without a sort (normalised exponential gaps)."""
         gaps = rng.standard_exponential(n + 1)
         cum = np.cumsum(gaps)
-        return low + (high - low) * (cum[:-1] / cum[-1])
+        out: npt.NDArray[np.float64] = low + (high - low) * (cum[:-1] / cum[-1])
+        return out

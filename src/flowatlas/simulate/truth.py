@@ -30,7 +30,7 @@ class GroundTruth:
     flows: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return _stable({
+        out: dict[str, Any] = _stable({
             "format": FORMAT_VERSION,
             "config": self.config,
             "exporters": self.exporters,
@@ -38,6 +38,7 @@ class GroundTruth:
             "scenarios": {"c2": self.c2, "relays": self.relays, "enterprise": self.enterprise},
             "prefixes": [{"prefix": p, "class": c, "asn": a} for p, c, a in self.prefixes],
         })
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.as_dict(), sort_keys=True, indent=1) + "\n"
