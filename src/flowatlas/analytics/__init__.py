@@ -6,3 +6,21 @@ dataclass that carries its evidence (``to_table()``/``to_dict()``), never a bare
 """
 
 from __future__ import annotations
+
+from flowatlas.analytics.beacons import BeaconReport, find_beacons
+from flowatlas.analytics.graph import PeerGraph, peer_graph
+from flowatlas.analytics.netclass import NetClassTable
+from flowatlas.analytics.trace import TraceReport, trace
+from flowatlas.analytics.victims import VictimReport, classify_peers
+
+__all__ = [
+    "BeaconReport",
+    "NetClassTable",
+    "PeerGraph",
+    "TraceReport",
+    "VictimReport",
+    "classify_peers",
+    "find_beacons",
+    "peer_graph",
+    "trace",
+]

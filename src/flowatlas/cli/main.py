@@ -18,9 +18,15 @@ def cli() -> None:
 
 def _register() -> None:
     # Imported here so each module only depends on click and the core, never on each other.
-    from flowatlas.cli import query_cmds, simulate_cmds, store_cmds
+    from flowatlas.cli import (
+        investigate_cmds,
+        query_cmds,
+        service_cmds,
+        simulate_cmds,
+        store_cmds,
+    )
 
-    for module in (query_cmds, simulate_cmds, store_cmds):
+    for module in (investigate_cmds, query_cmds, service_cmds, simulate_cmds, store_cmds):
         for command in module.COMMANDS:
             cli.add_command(command)
 
