@@ -19,6 +19,7 @@ def cli() -> None:
 def _register() -> None:
     # Imported here so each module only depends on click and the core, never on each other.
     from flowatlas.cli import (
+        collect_cmds,
         investigate_cmds,
         query_cmds,
         service_cmds,
@@ -26,7 +27,8 @@ def _register() -> None:
         store_cmds,
     )
 
-    for module in (investigate_cmds, query_cmds, service_cmds, simulate_cmds, store_cmds):
+    for module in (collect_cmds, investigate_cmds, query_cmds, service_cmds, simulate_cmds,
+                   store_cmds):
         for command in module.COMMANDS:
             cli.add_command(command)
 

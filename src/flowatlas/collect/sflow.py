@@ -84,6 +84,8 @@ def decode(data: bytes, received_us: int) -> SFlowPacket:
         if fmt & 0xFFF == FLOW_SAMPLE:
             r, i, o, nrec = (_u32(data, body + k, pos) for k in (8, 20, 24, 28))
             i, o = i & 0x3FFFFFFF, o & 0x3FFFFFFF
+            # 0x3FFFFFFF is sFlow's "internal/unknown" interface; the schema's unknown is 0.
+            i, o = (0 if i == 0x3FFFFFFF else i), (0 if o == 0x3FFFFFFF else o)
             rp = body + 32
         else:
             r = _u32(data, body + 12, pos)

@@ -1,0 +1,145 @@
+"""``flowatlas collect`` (the UDP collector) and ``flowatlas sources add|list|remove``."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import UTC
+from pathlib import Path
+from typing import Any
+
+import click
+import pyarrow as pa
+
+from flowatlas.addresses import unpack
+from flowatlas.cli.common import InputError, format_option, render, store_option, user_errors
+from flowatlas.collect.datagram import Decoder
+from flowatlas.collect.server import STATE_FILE, STATUS_FILE, Collector, Listen, ListenError
+from flowatlas.collect.sources import BASES, SourceError, SourceRegistry
+from flowatlas.collect.status import CollectorStatus
+from flowatlas.store import FlowStore
+
+
+@click.command("collect")
+@store_option
+@click.option("--listen", "listens", multiple=True, default=("0.0.0.0:2055", "[::]:2055"),
+              show_default=True,
+              help="HOST:PORT, [V6]:PORT or PORT to receive on; repeat for several.")
+@click.option("--accept-unregistered", is_flag=True,
+              help="Store flows from every exporter (lab use); by default only registered "
+                   "sources (see `flowatlas sources`) are stored.")
+@click.option("--batch-rows", default=200_000, show_default=True, type=click.IntRange(1),
+              help="Append to the store when this many rows are buffered...")
+@click.option("--batch-seconds", default=2.0, show_default=True, type=click.FloatRange(0.05),
+              help="...or when the oldest buffered row is this old.")
+@click.option("--state-dir", type=click.Path(file_okay=False),
+              help="Where templates and live status are kept (default: the store).")
+@click.option("--quiet", is_flag=True, help="No live status table on a terminal.")
+@user_errors(ListenError, SourceError)
+def collect(store_path: str, listens: tuple[str, ...], accept_unregistered: bool,
+            batch_rows: int, batch_seconds: float, state_dir: str | None, quiet: bool) -> None:
+    """Receive NetFlow v5/v9, IPFIX and sFlow v5 over UDP and write flows into the store.
+
+    Runs until SIGTERM or Ctrl-C, then flushes what it holds and exits.
+    """
+    logging.basicConfig(level=logging.INFO, format="flowatlas collect: %(message)s")
+    store = FlowStore(store_path)
+    state = Path(state_dir) if state_dir else Path(store_path)
+    registry = None if accept_unregistered else SourceRegistry.for_store(store_path)
+    if registry is not None and not registry.list():
+        click.echo("flowatlas collect: no sources registered yet: flows are counted, not "
+                   "stored, until `flowatlas sources add` (or use --accept-unregistered)",
+                   err=True)
+    decoder = Decoder(registry=registry, state_path=state / STATE_FILE)
+    collector = Collector(store, [Listen.parse(t) for t in listens], decoder,
+                          max_rows=batch_rows, max_seconds=batch_seconds,
+                          status_path=state / STATUS_FILE)
+    collector.install_signals()
+    where = ", ".join(f"{h} port {p}" for h, p in collector.addresses)
+    click.echo(f"flowatlas collect: listening on {where}; store {store_path}", err=True)
+    if sys.stdout.isatty() and not quiet:
+        _run_live(collector)
+    else:
+        collector.run()
+    totals = decoder.status.totals()
+    click.echo(f"flowatlas collect: stopped; {collector.accepted} flows stored, "
+               f"{totals['packets']} datagrams, {totals['malformed']} malformed, "
+               f"{totals['unregistered']} from unregistered exporters", err=True)
+
+
+def _run_live(collector: Collector) -> None:
+    from rich.live import Live
+
+    with Live(status_table(collector.decoder.status), refresh_per_second=2) as live:
+        collector.run(tick=lambda c: live.update(status_table(c.decoder.status)))
+
+
+def status_table(status: CollectorStatus) -> Any:
+    from datetime import datetime
+
+    from rich.table import Table
+
+    table = Table(title="flowatlas collect", header_style="bold")
+    for name in ("exporter", "packets", "records", "malformed", "unknown tpl", "seq gaps",
+                 "lost", "unregistered", "last seen"):
+        table.add_column(name, justify="left" if name == "exporter" else "right")
+    for exp, c in sorted(status.exporters.items()):
+        seen = datetime.fromtimestamp(c.last_seen, UTC).strftime("%H:%M:%S")
+        table.add_row(unpack(exp), *(f"{v:,}" for v in (
+            c.packets, c.records, c.malformed, c.unknown_template, c.sequence_gaps, c.lost,
+            c.unregistered)), seen)
+    return table
+
+
+@click.group("sources")
+def sources() -> None:
+    """The exporter registry: which exporters' flows are stored, as which source."""
+
+
+@sources.command("add")
+@store_option
+@click.argument("prefix")
+@click.option("--id", "source_id", required=True, type=int, help="Source id stored with flows.")
+@click.option("--partner", required=True, help="Who operates the exporter.")
+@click.option("--sampling", type=int, help="Sampling rate to use instead of the exporter's.")
+@click.option("--basis", type=click.Choice(BASES), default="contract", show_default=True,
+              help="The basis on which the partner shares the data.")
+@user_errors(SourceError)
+def sources_add(store_path: str, prefix: str, source_id: int, partner: str,
+                sampling: int | None, basis: str) -> None:
+    """Register an exporter address or PREFIX (e.g. 192.0.2.1 or 2001:db8::/48)."""
+    reg = SourceRegistry.for_store(store_path)
+    s = reg.add(prefix, source_id, partner, sampling=sampling, basis=basis)
+    click.echo(f"registered {s.prefix} as source {s.source_id} ({s.partner})")
+
+
+@sources.command("list")
+@store_option
+@format_option
+def sources_list(store_path: str, fmt: str) -> None:
+    """List registered exporters."""
+    reg = SourceRegistry.for_store(store_path)
+    rows = reg.list()
+    table = pa.table({
+        "prefix": pa.array([s.prefix for s in rows], pa.string()),
+        "source_id": pa.array([s.source_id for s in rows], pa.uint32()),
+        "partner": pa.array([s.partner for s in rows], pa.string()),
+        "sampling": pa.array([s.sampling for s in rows], pa.uint32()),
+        "basis": pa.array([s.basis for s in rows], pa.string()),
+    })
+    render(table, fmt, title="sources")
+
+
+@sources.command("remove")
+@store_option
+@click.argument("prefix_or_id")
+@user_errors(SourceError)
+def sources_remove(store_path: str, prefix_or_id: str) -> None:
+    """Remove a registered PREFIX, or every prefix of a source id."""
+    reg = SourceRegistry.for_store(store_path)
+    if reg.remove(prefix_or_id) == 0:
+        raise InputError(f"no registered source matches {prefix_or_id!r}")
+    click.echo(f"removed {prefix_or_id}")
+
+
+COMMANDS = [collect, sources]
