@@ -160,7 +160,8 @@ class AuditLog:
         )
         sources: dict[str, dict[str, Any]] = defaultdict(lambda: {"rows": 0, "tenants": Counter()})
         for e in self.entries():
-            t = tenants[str(e.get("tenant") or "(unauthenticated)")]
+            who = e.get("tenant") or (f"operator:{e['actor']}" if e.get("actor") else None)
+            t = tenants[str(who or "(unauthenticated)")]
             t["requests"] += 1
             t["rows"] += int(e.get("rows") or 0)
             t["outcomes"][str(e.get("outcome"))] += 1

@@ -223,8 +223,15 @@ class Gate:
             exempt,
         )
 
-    def reject(self, credential: str | None, route: str, params: dict[str, Any], status: int,
-               code: str, message: str) -> GateError:
+    def reject(
+        self,
+        credential: str | None,
+        route: str,
+        params: dict[str, Any],
+        status: int,
+        code: str,
+        message: str,
+    ) -> GateError:
         """Input refused before admission (bad address, bad parameter): audited all the same."""
         tenant, key_id = self.authenticate(credential, route, params)
         self._refuse(tenant, key_id, route, params, None, f"error:{code}")

@@ -1,0 +1,554 @@
+"""``flowatlas serve`` and the control-plane commands: tenants, keys, audit, optout, classes."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+import pyarrow as pa
+
+from flowatlas.cli.common import InputError, render_rich, store_option, user_errors
+from flowatlas.governance.audit import AuditLog
+from flowatlas.governance.classes import ClassError, PrefixClasses
+from flowatlas.governance.controlplane import ControlPlane
+from flowatlas.governance.keys import ApiKeyError, KeyRing
+from flowatlas.governance.optout import OptOutError, OptOuts
+from flowatlas.governance.tenants import (
+    Quotas,
+    Role,
+    TenantError,
+    TenantRegistry,
+    parse_quota_assignments,
+)
+
+_ERRORS = (TenantError, ApiKeyError, OptOutError, ClassError)
+
+
+def _control(store_path: str) -> ControlPlane:
+    return ControlPlane.for_store(store_path)
+
+
+def _audit_op(control: ControlPlane, route: str, **params: Any) -> None:
+    """Control-plane changes made from the CLI are audited like requests."""
+    AuditLog(control, time.time).append(
+        tenant=None,
+        key_id=None,
+        actor="cli",
+        route=route,
+        params=params,
+        purpose=None,
+        rows=0,
+        outcome="ok",
+    )
+
+
+def _when(ts: float | None) -> str:
+    return "" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+# -- serve ------------------------------------------------------------------------------------
+
+
+def _retention_loop(store_path: str, every: float, stop: threading.Event) -> None:
+    """Enforce the store's retention window on a schedule; each deletion is audited."""
+    from flowatlas.store import FlowStore
+
+    store = FlowStore(store_path)
+    control = _control(store_path)
+    audit = AuditLog(control, time.time)
+    while not stop.wait(every):
+        try:
+            days = store.retention()
+        except Exception as exc:  # keep serving; report and try again next period
+            click.echo(f"flowatlas: retention failed: {exc}", err=True)
+            continue
+        if days:
+            audit.append(
+                tenant=None,
+                key_id=None,
+                actor="retention",
+                route="retention",
+                params={
+                    "days": [d.isoformat() for d in days],
+                    "retention_days": store.retention_days,
+                },
+                purpose=None,
+                rows=0,
+                outcome="ok",
+            )
+
+
+def _start_collectors(store_path: str, endpoints: tuple[str, ...]) -> Callable[[], None]:
+    """Run the UDP collector on its own thread, opt-outs applied before anything is stored.
+
+    Returns a function that stops it (flush, save state).
+    """
+    if not endpoints:
+        return lambda: None
+    try:
+        from flowatlas.collect.datagram import Decoder
+        from flowatlas.collect.server import STATE_FILE, STATUS_FILE, Collector, Listen, ListenError
+        from flowatlas.collect.sources import SourceRegistry
+    except ImportError as exc:
+        raise InputError(
+            f"--collect: the collector is not available in this build ({exc})"
+        ) from exc
+    from flowatlas.governance.optout import IngestFilter
+    from flowatlas.store import FlowStore
+
+    ingest_filter = IngestFilter(_control(store_path))
+
+    class OptOutDecoder(Decoder):
+        """Drops opted-out flows from every decoded datagram (before any storage)."""
+
+        def decode(self, *args: Any, **kwargs: Any) -> pa.Table | None:
+            table = super().decode(*args, **kwargs)
+            if table is None:
+                return None
+            kept = ingest_filter(table)
+            return kept if kept.num_rows else None
+
+    root = Path(store_path)
+    try:
+        listens = [Listen.parse(e) for e in endpoints]
+        collector = Collector(
+            FlowStore(root),
+            listens,
+            OptOutDecoder(SourceRegistry.for_store(root), root / STATE_FILE),
+            status_path=root / STATUS_FILE,
+        )
+    except ListenError as exc:
+        raise InputError(f"--collect: {exc}") from exc
+    thread = threading.Thread(target=collector.run, name="flowatlas-collector", daemon=True)
+    thread.start()
+    click.echo(
+        "flowatlas: collecting on " + ", ".join(f"{h}:{p}" for h, p in collector.addresses),
+        err=True,
+    )
+
+    def stop() -> None:
+        collector.stop()
+        thread.join(30)
+
+    return stop
+
+
+@click.command("serve")
+@store_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--demo",
+    is_flag=True,
+    help="Create a 'demo' admin tenant if missing and print a fresh key for it.",
+)
+@click.option(
+    "--collect",
+    "collect",
+    multiple=True,
+    metavar="HOST:PORT",
+    help="Also run the flow collector on this UDP endpoint (repeatable).",
+)
+@click.option(
+    "--retention-every",
+    default=3600.0,
+    show_default=True,
+    type=float,
+    help="Seconds between retention runs.",
+)
+@user_errors(*_ERRORS)
+def serve(
+    store_path: str,
+    host: str,
+    port: int,
+    demo: bool,
+    collect: tuple[str, ...],
+    retention_every: float,
+) -> None:
+    """Run the HTTP API (and the collector) over one store."""
+    import uvicorn
+
+    from flowatlas.api.app import create_app
+    from flowatlas.atlas import Atlas
+    from flowatlas.store import StoreError
+
+    try:
+        atlas = Atlas(store_path, create=demo)
+    except StoreError as exc:
+        raise InputError(
+            f"{exc} (create one with 'flowatlas serve --demo' or by importing)"
+        ) from exc
+    control = _control(store_path)
+    if demo:
+        tenants = TenantRegistry(control)
+        if not any(t.name == "demo" for t in tenants.list()):
+            tenants.add("demo", "admin")
+        key_id, key = KeyRing(control).create("demo")
+        _audit_op(control, "keys.create", tenant="demo", key=key_id)
+        click.echo(f"demo admin key (shown once, id {key_id}): {key}", err=True)
+    stop_collectors = _start_collectors(store_path, collect)
+    stop = threading.Event()
+    threading.Thread(
+        target=_retention_loop,
+        args=(store_path, retention_every, stop),
+        name="flowatlas-retention",
+        daemon=True,
+    ).start()
+    app = create_app(atlas, control)
+    click.echo(
+        f"flowatlas: serving {store_path} on http://{host}:{port} (OpenAPI at /openapi.json)",
+        err=True,
+    )
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    finally:
+        stop.set()
+        stop_collectors()
+        atlas.close()
+        control.close()
+
+
+# -- tenants ----------------------------------------------------------------------------------
+
+
+@click.group("tenants")
+def tenants() -> None:
+    """Tenants of the service: roles, enterprise prefixes, quotas."""
+
+
+@tenants.command("add")
+@store_option
+@click.argument("name")
+@click.option("--role", type=click.Choice([r.value for r in Role]), required=True)
+@click.option("--prefix", "prefixes", multiple=True, help="Enterprise scope prefix (repeatable).")
+@click.option("--can-reveal", is_flag=True, help="May reveal pseudonymised addresses (audited).")
+@click.option(
+    "--quota",
+    "quotas",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help=f"Quota override (repeatable): {', '.join(Quotas.names())}.",
+)
+@user_errors(*_ERRORS)
+def tenants_add(
+    store_path: str,
+    name: str,
+    role: str,
+    prefixes: tuple[str, ...],
+    can_reveal: bool,
+    quotas: tuple[str, ...],
+) -> None:
+    """Register a tenant."""
+    control = _control(store_path)
+    t = TenantRegistry(control).add(
+        name, role, prefixes, can_reveal=can_reveal, quotas=parse_quota_assignments(quotas)
+    )
+    _audit_op(
+        control,
+        "tenants.add",
+        tenant=name,
+        role=role,
+        prefixes=list(prefixes),
+        can_reveal=can_reveal,
+        quotas=list(quotas),
+    )
+    click.echo(
+        f"tenant {t.name} added ({t.role.value}); create a key with "
+        f"'flowatlas keys create --tenant {t.name}'"
+    )
+
+
+@tenants.command("list")
+@store_option
+@click.option("--json", "as_json", is_flag=True)
+def tenants_list(store_path: str, as_json: bool) -> None:
+    """List tenants."""
+    rows = [
+        {
+            "name": t.name,
+            "role": t.role.value,
+            "prefixes": " ".join(p.text for p in t.prefixes),
+            "can_reveal": t.can_reveal,
+            "disabled": t.disabled,
+            "quotas": json.dumps(t.quota_overrides) if t.quota_overrides else "defaults",
+            "created": _when(t.created_at),
+        }
+        for t in TenantRegistry(_control(store_path)).list()
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+    else:
+        render_rich(
+            rows,
+            ["name", "role", "prefixes", "can_reveal", "disabled", "quotas", "created"],
+            "tenants",
+        )
+
+
+@tenants.command("disable")
+@store_option
+@click.argument("name")
+@user_errors(*_ERRORS)
+def tenants_disable(store_path: str, name: str) -> None:
+    """Disable a tenant: its keys stop working at once."""
+    control = _control(store_path)
+    TenantRegistry(control).set_disabled(name, True)
+    _audit_op(control, "tenants.disable", tenant=name)
+    click.echo(f"tenant {name} disabled")
+
+
+@tenants.command("enable")
+@store_option
+@click.argument("name")
+@user_errors(*_ERRORS)
+def tenants_enable(store_path: str, name: str) -> None:
+    """Enable a disabled tenant again."""
+    control = _control(store_path)
+    TenantRegistry(control).set_disabled(name, False)
+    _audit_op(control, "tenants.enable", tenant=name)
+    click.echo(f"tenant {name} enabled")
+
+
+@tenants.command("quota")
+@store_option
+@click.argument("name")
+@click.argument("assignments", nargs=-1, required=True)
+@user_errors(*_ERRORS)
+def tenants_quota(store_path: str, name: str, assignments: tuple[str, ...]) -> None:
+    """Change quotas: flowatlas tenants quota NAME rows_per_day=5000 max_hops=1"""
+    control = _control(store_path)
+    t = TenantRegistry(control).set_quotas(name, parse_quota_assignments(assignments))
+    _audit_op(control, "tenants.quota", tenant=name, quotas=list(assignments))
+    click.echo(json.dumps({"tenant": t.name, "quotas": t.quotas.__dict__}, indent=1))
+
+
+# -- keys -------------------------------------------------------------------------------------
+
+
+@click.group("keys")
+def keys() -> None:
+    """API keys: random, shown once, stored as hashes."""
+
+
+@keys.command("create")
+@store_option
+@click.option("--tenant", required=True)
+@user_errors(*_ERRORS)
+def keys_create(store_path: str, tenant: str) -> None:
+    """Create a key for a tenant and print it once (stdout: the key only)."""
+    control = _control(store_path)
+    key_id, key = KeyRing(control).create(tenant)
+    _audit_op(control, "keys.create", tenant=tenant, key=key_id)
+    click.echo(f"key id {key_id} for tenant {tenant}; it is shown only now:", err=True)
+    click.echo(key)
+
+
+@keys.command("revoke")
+@store_option
+@click.argument("key_id")
+@user_errors(*_ERRORS)
+def keys_revoke(store_path: str, key_id: str) -> None:
+    """Revoke a key by its id (the part after 'fa_')."""
+    control = _control(store_path)
+    KeyRing(control).revoke(key_id)
+    _audit_op(control, "keys.revoke", key=key_id)
+    click.echo(f"key {key_id} revoked")
+
+
+@keys.command("list")
+@store_option
+@click.option("--tenant")
+def keys_list(store_path: str, tenant: str | None) -> None:
+    """List key ids (never the keys)."""
+    rows = [
+        {
+            "key_id": k.key_id,
+            "tenant": k.tenant,
+            "created": _when(k.created_at),
+            "revoked": _when(k.revoked_at),
+        }
+        for k in KeyRing(_control(store_path)).list(tenant)
+    ]
+    render_rich(rows, ["key_id", "tenant", "created", "revoked"], "keys")
+
+
+# -- audit ------------------------------------------------------------------------------------
+
+
+@click.group("audit")
+def audit() -> None:
+    """The tamper-evident audit log."""
+
+
+def _parse_head(text: str | None) -> tuple[int, str] | None:
+    if not text:
+        return None
+    seq, sep, digest = text.partition(":")
+    if not sep or not seq.isdigit() or len(digest) != 64:
+        raise InputError(f"--expect-head {text!r}: use SEQ:HASH as 'flowatlas audit head' prints")
+    return int(seq), digest.lower()
+
+
+@audit.command("verify")
+@store_option
+@click.option("--expect-head", help="SEQ:HASH published earlier (detects a rewritten log).")
+def audit_verify(store_path: str, expect_head: str | None) -> None:
+    """Recompute the hash chain; exit 1 and list the problems if anything was altered."""
+    v = AuditLog(_control(store_path), time.time).verify(_parse_head(expect_head))
+    if v.ok:
+        click.echo(f"audit log intact: {v.entries} entries, head {v.head_seq}:{v.head_hash}")
+        return
+    for problem in v.problems:
+        click.echo(f"TAMPERED: {problem}", err=True)
+    raise SystemExit(1)
+
+
+@audit.command("head")
+@store_option
+def audit_head(store_path: str) -> None:
+    """Print SEQ:HASH of the newest entry (publish it; verify against it later)."""
+    seq, digest = AuditLog(_control(store_path), time.time).head()
+    click.echo(f"{seq}:{digest}")
+
+
+@audit.command("report")
+@store_option
+@click.option("--json", "as_json", is_flag=True)
+def audit_report(store_path: str, as_json: bool) -> None:
+    """Transparency summary per tenant and per data source."""
+    report = AuditLog(_control(store_path), time.time).report()
+    if as_json:
+        click.echo(json.dumps(report, indent=1))
+        return
+    render_rich(
+        [
+            {
+                "tenant": name,
+                "requests": t["requests"],
+                "rows": t["rows"],
+                "refused": sum(v for k, v in t["outcomes"].items() if k != "ok"),
+                "reveals": t["reveals"],
+                "purposes": len(t["purposes"]),
+                "routes": ", ".join(f"{k}:{v}" for k, v in sorted(t["routes"].items())),
+            }
+            for name, t in report["tenants"].items()
+        ],
+        ["tenant", "requests", "rows", "refused", "reveals", "purposes", "routes"],
+        "per tenant",
+    )
+    if not report["sources"]:
+        return
+    render_rich(
+        [
+            {
+                "source": src,
+                "rows": s["rows"],
+                "tenants": ", ".join(f"{k}:{v}" for k, v in sorted(s["tenants"].items())),
+            }
+            for src, s in report["sources"].items()
+        ],
+        ["source", "rows", "tenants"],
+        "rows disclosed per source",
+    )
+
+
+@audit.command("show")
+@store_option
+@click.option("--after", default=0, show_default=True, type=int)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, None))
+def audit_show(store_path: str, after: int, limit: int) -> None:
+    """Print entries as NDJSON."""
+    for entry in AuditLog(_control(store_path), time.time).entries(after, limit):
+        click.echo(json.dumps(entry, sort_keys=True))
+
+
+# -- opt-outs and prefix classes --------------------------------------------------------------
+
+
+@click.group("optout")
+def optout() -> None:
+    """Opt-outs: prefixes/ASNs dropped at ingest and purged from history (audited)."""
+
+
+@optout.command("add")
+@store_option
+@click.argument("target")
+@click.option("--reason", required=True, help="Why (recorded in the audit log).")
+@user_errors(*_ERRORS)
+def optout_add(store_path: str, target: str, reason: str) -> None:
+    """Opt out a prefix, address or AS<number>, and purge its stored flows."""
+    from flowatlas.store import FlowStore, StoreError
+
+    control = _control(store_path)
+    try:
+        store: FlowStore | None = FlowStore(store_path, create=False)
+    except StoreError:
+        store = None
+    purged = OptOuts(control, AuditLog(control, time.time)).add(target, reason, store)
+    click.echo(f"opted out {target}; {purged} stored flows purged")
+
+
+@optout.command("remove")
+@store_option
+@click.argument("target")
+@user_errors(*_ERRORS)
+def optout_remove(store_path: str, target: str) -> None:
+    """Remove an opt-out (purged flows stay gone)."""
+    control = _control(store_path)
+    if not OptOuts(control, AuditLog(control, time.time)).remove(target):
+        raise InputError(f"no opt-out {target!r}")
+    click.echo(f"opt-out {target} removed")
+
+
+@optout.command("list")
+@store_option
+def optout_list(store_path: str) -> None:
+    """List opt-outs."""
+    control = _control(store_path)
+    rows = [
+        {"kind": k, "value": v, "reason": r, "added": _when(t)}
+        for k, v, r, t in OptOuts(control, AuditLog(control, time.time)).list()
+    ]
+    render_rich(rows, ["kind", "value", "reason", "added"], "opt-outs")
+
+
+@click.group("classes")
+def classes() -> None:
+    """The prefix-class table: residential/eyeball space is pseudonymised for tenants."""
+
+
+@classes.command("set")
+@store_option
+@click.argument("prefix")
+@click.argument("cls", metavar="CLASS")
+@user_errors(*_ERRORS)
+def classes_set(store_path: str, prefix: str, cls: str) -> None:
+    """Set a prefix's class (residential and eyeball are pseudonymised)."""
+    p = PrefixClasses(_control(store_path)).set(prefix, cls)
+    click.echo(f"{p.text} is {cls}")
+
+
+@classes.command("remove")
+@store_option
+@click.argument("prefix")
+@user_errors(*_ERRORS)
+def classes_remove(store_path: str, prefix: str) -> None:
+    if not PrefixClasses(_control(store_path)).remove(prefix):
+        raise InputError(f"no class for {prefix}")
+    click.echo(f"{prefix} removed")
+
+
+@classes.command("list")
+@store_option
+def classes_list(store_path: str) -> None:
+    rows = [{"prefix": p, "class": c} for p, c in PrefixClasses(_control(store_path)).list()]
+    render_rich(rows, ["prefix", "class"], "prefix classes")
+
+
+COMMANDS: list[click.Command] = [serve, tenants, keys, audit, optout, classes]
