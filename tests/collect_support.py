@@ -167,3 +167,42 @@ def has_tool(name: str) -> bool:
 
 __all__ = ["drain", "free_port", "has_tool", "pmacctd", "softflowd", "udp_sink", "write_pcap",
            "time"]
+
+
+# -- hand-built IPFIX / v9 messages for edge cases ------------------------------------------------
+
+import struct  # noqa: E402
+
+
+def ipfix_message(sets: list[bytes], seq: int = 0, domain: int = 1,
+                  export_time: int = 1_700_000_000) -> bytes:
+    body = b"".join(sets)
+    return struct.pack("!HHIII", 10, 16 + len(body), export_time, seq, domain) + body
+
+
+def ipfix_set(set_id: int, payload: bytes) -> bytes:
+    return struct.pack("!HH", set_id, 4 + len(payload)) + payload
+
+
+def ipfix_template(tid: int, fields: list[tuple[int, int] | tuple[int, int, int]],
+                   scope: int = 0) -> bytes:
+    """Template record; a field (id, length, pen) is enterprise-specific."""
+    out = struct.pack("!HH", tid, len(fields)) + (struct.pack("!H", scope) if scope else b"")
+    for f in fields:
+        if len(f) == 3:
+            out += struct.pack("!HHI", f[0] | 0x8000, f[1], f[2])
+        else:
+            out += struct.pack("!HH", f[0], f[1])
+    return out
+
+
+def v9_message(flowsets: list[bytes], seq: int = 0, source_id: int = 1,
+               uptime_ms: int = 100_000, unix_secs: int = 1_700_000_000) -> bytes:
+    return struct.pack("!HHIIII", 9, len(flowsets), uptime_ms, unix_secs, seq, source_id) + \
+        b"".join(flowsets)
+
+
+def varlen(value: bytes) -> bytes:
+    if len(value) < 255:
+        return bytes([len(value)]) + value
+    return b"\xff" + struct.pack("!H", len(value)) + value
