@@ -67,7 +67,7 @@ class PairScores:
         "hist", "duration", "busy", "sampling", "first", "last"))
 
     def __len__(self) -> int:
-        return int(len(self.score))
+        return len(self.score)
 
     def take(self, index: npt.NDArray[Any]) -> PairScores:
         return PairScores(**{k: (v[index] if isinstance(v, np.ndarray) else v)

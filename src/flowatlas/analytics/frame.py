@@ -40,7 +40,8 @@ def addr_text(keys: Addrs) -> list[str]:
 
 def addr_key(text: str) -> np.void:
     try:
-        return np.frombuffer(pack(text), dtype=ADDR)[0]
+        key: np.void = np.frombuffer(pack(text), dtype=ADDR)[0]
+        return key
     except ValueError as exc:
         raise AnalyticsError(str(exc)) from None
 
@@ -59,7 +60,7 @@ def parse_addresses(texts: list[str] | tuple[str, ...], what: str = "address") -
 
 
 def key_prefix(key: np.void) -> Prefix:
-    raw = bytes(key)
+    raw = key.tobytes()
     text = addr_text(np.array([key], dtype=ADDR))[0]
     return Prefix(raw, raw, text)
 

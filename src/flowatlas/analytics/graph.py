@@ -18,7 +18,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from flowatlas.analytics import groups as g
-from flowatlas.analytics.frame import ADDR, Addrs, AnalyticsError, addr_keys, addr_text, key_prefix
+from flowatlas.analytics.frame import ADDR, AnalyticsError, addr_keys, addr_text, key_prefix
 from flowatlas.analytics.netclass import INFRASTRUCTURE, NetClassTable
 from flowatlas.atlas import Atlas
 from flowatlas.query.expr import AddrMatch, Direction, conjoin
@@ -95,7 +95,7 @@ def peer_graph(atlas: Atlas, seeds: list[str], selection: Selection | None = Non
     seed_keys = np.unique(np.array([addr_key(s) for s in seeds], dtype=ADDR))
     base = selection or Selection()
     netclass = netclass or NetClassTable.empty()
-    node_hop: dict[bytes, int] = {bytes(k): 0 for k in seed_keys}
+    node_hop: dict[bytes, int] = {k.tobytes(): 0 for k in seed_keys}
     degree: dict[bytes, int] = {}
     hub_reason: dict[bytes, str] = {}
     edge_parts: list[pa.Table] = []
@@ -117,7 +117,7 @@ def peer_graph(atlas: Atlas, seeds: list[str], selection: Selection | None = Non
         classes = netclass.lookup(ulocal)
         expanded = np.ones(len(ulocal), dtype=bool)
         for i, key in enumerate(ulocal):
-            raw = bytes(key)
+            raw = key.tobytes()
             degree[raw] = int(deg[i])
             if node_hop.get(raw) == 0:
                 continue  # seeds are always expanded: the user asked about them
@@ -128,18 +128,18 @@ def peer_graph(atlas: Atlas, seeds: list[str], selection: Selection | None = Non
             if raw in hub_reason:
                 expanded[i] = False
         # A hub keeps only its edges to nodes already in the graph.
-        known = np.array([bytes(p) in node_hop for p in peer], dtype=bool)
+        known = np.array([p.tobytes() in node_hop for p in peer], dtype=bool)
         keep = expanded[lid] | known
         rows = rows.filter(pa.array(keep))
         peer = peer[keep]
         new = []
         for key in np.unique(peer):
-            raw = bytes(key)
+            raw = key.tobytes()
             if raw not in node_hop and len(node_hop) < max_nodes:
                 node_hop[raw] = hop
                 new.append(key)
         if len(node_hop) >= max_nodes:
-            rows = rows.filter(pa.array([bytes(p) in node_hop for p in peer], type=pa.bool_()))
+            rows = rows.filter(pa.array([p.tobytes() in node_hop for p in peer], type=pa.bool_()))
         edge_parts.append(rows)
         frontier = new
     edges = _merge_edges(edge_parts)
@@ -177,7 +177,7 @@ def _merge_edges(parts: list[pa.Table]) -> pa.Table:
     peer = addr_keys(t.column("peer"))
     out = np.asarray(t.column("direction").to_pylist(), dtype=object) == "out"
     # Undirected edge key: the pair in byte order, so each edge is counted once.
-    swap = np.array([bytes(a) > bytes(b) for a, b in zip(local, peer, strict=True)], dtype=bool)
+    swap = np.array([a.tobytes() > b.tobytes() for a, b in zip(local, peer, strict=True)], dtype=bool)
     a = np.where(swap, peer, local)
     b = np.where(swap, local, peer)
     a_to_b = out != swap
@@ -196,7 +196,7 @@ def _merge_edges(parts: list[pa.Table]) -> pa.Table:
     lst = t.column("last").cast(pa.int64()).to_numpy()[first_idx]
     eid = g.dense_ids(a, b)
     order = np.argsort(eid, kind="stable")
-    starts, counts = g.segments(eid[order])
+    starts, _counts = g.segments(eid[order])
     so = order[starts]
 
     def total(v: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:

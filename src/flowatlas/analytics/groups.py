@@ -27,7 +27,8 @@ def dense_ids(*keys: npt.NDArray[np.generic]) -> I64:
     """One integer id per distinct combination of key columns (any dtype, voids included)."""
     codes = [np.unique(k, return_inverse=True)[1].astype(np.int64).ravel() for k in keys]
     if len(codes) == 1:
-        return codes[0]
+        only: I64 = codes[0]
+        return only
     order = np.lexsort(codes[::-1])
     stacked = np.stack([c[order] for c in codes])
     new = np.concatenate([[True], (np.diff(stacked, axis=1) != 0).any(axis=0)])
@@ -38,7 +39,8 @@ def dense_ids(*keys: npt.NDArray[np.generic]) -> I64:
 
 def sort_within(group: I64, values: F64) -> F64:
     """``values`` sorted inside each group (groups must already be contiguous)."""
-    return values[np.lexsort((values, group))]
+    out: F64 = values[np.lexsort((values, group))]
+    return out
 
 
 def quantile(sorted_values: F64, starts: I64, counts: I64, q: float) -> F64:
@@ -53,7 +55,8 @@ def quantile(sorted_values: F64, starts: I64, counts: I64, q: float) -> F64:
     hi = np.minimum(lo + 1, c - 1)
     a = sorted_values[np.minimum(starts + lo, last)]
     b = sorted_values[np.minimum(starts + hi, last)]
-    return a + (b - a) * frac
+    out: F64 = a + (b - a) * frac
+    return out
 
 
 def sums(values: F64, starts: I64, counts: I64) -> F64:

@@ -89,9 +89,8 @@ class NetClassTable:
             kept.append((low, high, c))
             flat = kept
         flat.sort()
-        as_key = lambda v: v.to_bytes(16, "big")  # noqa: E731
-        return cls(np.array([as_key(a) for a, _, _ in flat], dtype=ADDR),
-                   np.array([as_key(b) for _, b, _ in flat], dtype=ADDR),
+        return cls(np.array([a.to_bytes(16, "big") for a, _, _ in flat], dtype=ADDR),
+                   np.array([b.to_bytes(16, "big") for _, b, _ in flat], dtype=ADDR),
                    np.array([k for _, _, k in flat], dtype=np.int16), names)
 
     def lookup(self, keys: Addrs) -> list[str]:
@@ -106,4 +105,4 @@ class NetClassTable:
         return [str(x) for x in names[code]]
 
     def __len__(self) -> int:
-        return int(len(self.lows))
+        return len(self.lows)

@@ -40,7 +40,7 @@ from flowatlas.analytics.frame import (
     key_prefix,
 )
 from flowatlas.atlas import Atlas
-from flowatlas.query.expr import AddrMatch, Direction, conjoin
+from flowatlas.query.expr import AddrMatch, Direction, Expr, conjoin
 from flowatlas.query.model import Selection
 from flowatlas.query.window import Window
 
@@ -175,7 +175,7 @@ def trace(atlas: Atlas, target: str, at: datetime, *, from_relay: str | None = N
     tkey = addr_key(target)
     base = scope or Selection()
     win = Window(at - timedelta(seconds=p.search_s), at + timedelta(seconds=p.search_s))
-    match = AddrMatch(Direction.DST, (key_prefix(tkey),))
+    match: Expr = AddrMatch(Direction.DST, (key_prefix(tkey),))
     if from_relay:
         match = conjoin(match, AddrMatch(Direction.SRC, (key_prefix(addr_key(from_relay)),)))
     arriving = fetch(atlas, Selection(conjoin(match, base.filter), win, base.scope))
@@ -188,7 +188,7 @@ def trace(atlas: Atlas, target: str, at: datetime, *, from_relay: str | None = N
     # The session in progress at the given time (else the nearest), the biggest if several.
     sessions.sort(key=lambda s: (max(s.start - at_us, at_us - s.end, 0), -s.bytes))
     first = _whole(atlas, base, sessions[0], p)
-    beam = [Chain([bytes(tkey), bytes(first.src)], first)]
+    beam = [Chain([tkey.tobytes(), first.src.tobytes()], first)]
     finals: list[Chain] = []
     cache: dict[tuple[bytes, int, int], tuple[FlowFrame, FlowFrame]] = {}
     for _ in range(p.max_hops):
@@ -203,8 +203,8 @@ def trace(atlas: Atlas, target: str, at: datetime, *, from_relay: str | None = N
                 finals.append(chain)
                 continue
             for cand in children:
-                grown.append(Chain(chain.nodes + [bytes(cand.session.src)], cand.session,
-                                   chain.hops[:-1] + [_with_choice(hop, cand)],
+                grown.append(Chain([*chain.nodes, cand.session.src.tobytes()], cand.session,
+                                   [*chain.hops[:-1], _with_choice(hop, cand)],
                                    chain.log_conf + math.log(max(cand.confidence, 1e-9))))
         if not grown:
             beam = []
@@ -234,7 +234,7 @@ def _step(atlas: Atlas, base: Selection, chain: Chain, p: TraceParams,
     relay = s.src
     relay_text = addr_text(np.array([relay]))[0]
     pad = int((p.latency_s + 2 * p.slice_s) * US)
-    ck = (bytes(relay), s.start, s.end)
+    ck = (relay.tobytes(), s.start, s.end)
     if ck not in cache:
         w = Window(_dt(s.start - pad), _dt(s.end + pad))
         into = fetch(atlas, Selection(conjoin(AddrMatch(Direction.DST, (key_prefix(relay),)),
@@ -244,19 +244,25 @@ def _step(atlas: Atlas, base: Selection, chain: Chain, p: TraceParams,
         cache[ck] = (into, out)
     into, out = cache[ck]
     visited = set(chain.nodes)
-    cands = [c for c in _sessions(into) if bytes(c.src) not in visited]
+    cands = [c for c in _sessions(into) if c.src.tobytes() not in visited]
     # The reverse of the carried session (X -> R) shows how R's reply traffic looked.
     s_rev = _reverse(into, s)
-    scored = [_score(s, s_rev, c, _reverse(out, c), p) for c in cands]
-    scored = [c for c in scored if c is not None]
+    maybe = [_score(s, s_rev, c, _reverse(out, c), p) for c in cands]
+    scored = [c for c in maybe if c is not None]
     scored.sort(key=lambda c: -c.score)
     n = max(len(scored), 1)
     m = max(_slices(s, p), 2)
     # What the best of n unrelated candidates reaches by chance over m slices.
     threshold = min(0.95, max(0.3, math.sqrt(2 * math.log(n + 1) / max(m - 1, 1))))
-    weights = np.array([c.score for c in scored] + [threshold])
+    weights: F64 = np.array([c.score for c in scored] + [threshold])
     prob = np.exp(p.temperature * (weights - weights.max()))
     prob /= prob.sum()
+    # Sampled, a session's series has holes: evidence (and so confidence, whether to go on or to
+    # stop) is capped by the share of its slices that any record reached.
+    m_s = max(_slices(s, p), 1)
+    coverage = 1.0 if s.rate <= 1 else min(1.0, float(np.count_nonzero(
+        _series(s.records, s.start, m_s, p))) / m_s)
+    prob[:-1] *= coverage
     for c, pr in zip(scored, prob[:-1], strict=False):
         c.confidence = float(pr)
         c.accepted = c.rho >= threshold and c.score >= threshold
@@ -269,7 +275,7 @@ def _step(atlas: Atlas, base: Selection, chain: Chain, p: TraceParams,
     else:
         note = f"{len(accepted)} of {len(scored)} candidates above {threshold:.2f}"
     # With nothing to choose from, stopping is certain as far as the flows show.
-    stop = float(prob[-1]) if scored else 1.0
+    stop = (float(prob[-1]) if scored else 1.0) * coverage
     hop = Hop(relay_text, s.label, scored, threshold, accepted[0] if accepted else None,
               accepted[0].confidence if accepted else stop, note)
     return hop, accepted
@@ -293,7 +299,7 @@ def _dt(us: int) -> datetime:
 
 
 def _slices(s: Session, p: TraceParams) -> int:
-    return int(math.ceil((s.end - s.start) / US / p.slice_s)) + 1
+    return math.ceil((s.end - s.start) / US / p.slice_s) + 1
 
 
 def _series(f: FlowFrame | None, t0: int, m: int, p: TraceParams) -> F64:
@@ -321,7 +327,7 @@ def _score(s: Session, s_rev: FlowFrame | None, c: Session, c_rev: FlowFrame | N
     if overlap <= 0:
         return None
     t0 = lo - int(p.latency_s * US)
-    m = int(math.ceil((hi - t0) / US / p.slice_s)) + 1
+    m = math.ceil((hi - t0) / US / p.slice_s) + 1
     a, b = _series(s.records, t0, m, p), _series(c.records, t0, m, p)
     rho = g.spearman(a, b)
     ar, br = _series(s_rev, t0, m, p), _series(c_rev, t0, m, p)

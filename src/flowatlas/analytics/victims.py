@@ -97,7 +97,8 @@ def classify_peers(atlas: Atlas, c2s: list[str], selection: Selection | None = N
     flows_up = np.bincount(key, weights=inbound, minlength=n)
     probes = np.bincount(key, weights=probe, minlength=n) / np.maximum(flows, 1)
     init_share = np.bincount(key, weights=initiated, minlength=n) / np.maximum(flows_up, 1)
-    c2_svc = np.array([svc.get(bytes(c), -1) for c in c2], dtype=np.int64)
+    uc2, c2_inv = np.unique(c2, return_inverse=True)  # per distinct C2, not per flow
+    c2_svc = np.array([svc.get(c.tobytes(), -1) for c in uc2], dtype=np.int64)[c2_inv.ravel()]
     on_svc = np.bincount(key, weights=(c2_port == c2_svc), minlength=n) / np.maximum(flows, 1)
     admin = np.bincount(key, weights=np.isin(c2_port, list(ADMIN_PORTS)), minlength=n) > 0
     day = f.start // DAY_US
@@ -159,7 +160,7 @@ def _service_ports(c2: npt.NDArray[np.void], c2_port: npt.NDArray[np.int32],
     first = np.unique(cp, return_index=True)[1]
     best: dict[bytes, tuple[int, int]] = {}
     for i, j in enumerate(first):
-        raw = bytes(c[j])
+        raw = c[j].tobytes()
         if cnt[i] > best.get(raw, (0, -1))[0]:
             best[raw] = (int(cnt[i]), int(p[j]))
     return {k2: v[1] for k2, v in best.items()}

@@ -11,8 +11,7 @@ from flowatlas.addresses import AddressError
 from flowatlas.analytics.frame import AnalyticsError
 from flowatlas.analytics.netclass import NetClassTable
 from flowatlas.atlas import Atlas
-from flowatlas.cli.common import InputError, format_option, render, store_option, user_errors, \
-    window_from
+from flowatlas.cli.common import InputError, format_option, render, store_option, user_errors, window_from
 from flowatlas.query.filter import FilterSyntaxError
 from flowatlas.query.model import QueryError, Selection
 from flowatlas.query.window import WindowError, parse_time
