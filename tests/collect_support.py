@@ -17,14 +17,22 @@ import dpkt
 _serial = itertools.count()
 
 
-def write_pcap(path: Path, flows: int = 300, seed: int = 7, ipv6: bool = True) -> list[tuple]:
-    """A capture of ``flows`` short TCP/UDP conversations; returns the 5-tuples it holds."""
+FlowKey = tuple[str, str, int, int, int]
+
+
+def write_pcap(path: Path, flows: int = 300, seed: int = 7,
+               ipv6: bool = True) -> dict[FlowKey, list[int]]:
+    """A capture of ``flows`` short TCP/UDP conversations.
+
+    Returns the ground truth: 5-tuple (text addresses) -> [packets, IP bytes].
+    """
+    import ipaddress
     import random
 
     rng = random.Random(seed)
     t0 = 1_700_000_000.0
     packets: list[tuple[float, bytes]] = []
-    tuples = []
+    truth: dict[FlowKey, list[int]] = {}
     for i in range(flows):
         v6 = ipv6 and i % 5 == 4
         proto = 6 if i % 3 else 17
@@ -37,7 +45,8 @@ def write_pcap(path: Path, flows: int = 300, seed: int = 7, ipv6: bool = True) -
             dst = bytes([192, 0, 2, 1 + i % 200])
         npk = 1 + rng.randrange(6)
         start = t0 + i * 0.01
-        tuples.append((src, dst, sport, dport, proto, npk))
+        key = (str(ipaddress.ip_address(src)), str(ipaddress.ip_address(dst)), sport, dport, proto)
+        entry = truth.setdefault(key, [0, 0])
         for k in range(npk):
             payload = bytes(rng.randrange(0, 400))
             if proto == 6:
@@ -55,12 +64,14 @@ def write_pcap(path: Path, flows: int = 300, seed: int = 7, ipv6: bool = True) -
                 etype = dpkt.ethernet.ETH_TYPE_IP
             eth = dpkt.ethernet.Ethernet(src=b"\x02" * 6, dst=b"\x04" * 6, type=etype, data=ip)
             packets.append((start + k * 0.001, bytes(eth)))
+            entry[0] += 1
+            entry[1] += len(bytes(ip))
     packets.sort(key=lambda p: p[0])
     with path.open("wb") as fh:
         w = dpkt.pcap.Writer(fh)
         for ts, frame in packets:
             w.writepkt(frame, ts=ts)
-    return tuples
+    return truth
 
 
 def free_port(family: int = socket.AF_INET) -> int:
@@ -165,7 +176,36 @@ def has_tool(name: str) -> bool:
         os.path.exists(f"/usr/bin/{name}")
 
 
-__all__ = ["drain", "free_port", "has_tool", "pmacctd", "softflowd", "udp_sink", "write_pcap",
+def nfcapd_decode(datagrams: list[bytes], workdir: Path) -> list[dict[str, str]]:
+    """Send ``datagrams`` to a real nfcapd over loopback and read its flows back with nfdump."""
+    import csv
+    import signal
+
+    out = workdir / f"nfcapd-{next(_serial)}"
+    out.mkdir()
+    port = free_port()
+    proc = subprocess.Popen(["nfcapd", "-b", "127.0.0.1", "-p", str(port), "-w", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        time.sleep(0.4)  # nfcapd binds after start-up; there is no readiness signal
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for d in datagrams:
+                s.sendto(d, ("127.0.0.1", port))
+                time.sleep(0.0005)  # softflowd paces its export too; keep nfcapd's buffer safe
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = subprocess.run(["nfdump", "-R", str(out), "-q", "-o", "csv"], capture_output=True,
+                          text=True, check=True, env={**os.environ, "TZ": "UTC"}).stdout
+    cols = ["ts", "te", "td", "sa", "da", "sp", "dp", "pr", "flg", "fwd", "stos", "ipkt", "ibyt"]
+    return [dict(zip(cols, row, strict=False)) for row in csv.reader(text.splitlines()) if row]
+
+
+__all__ = ["nfcapd_decode", "drain", "free_port", "has_tool", "pmacctd", "softflowd", "udp_sink", "write_pcap",
            "time"]
 
 

@@ -38,7 +38,7 @@ from flowatlas.collect.templates import Template, TemplateCache, TemplateKey
 
 log = logging.getLogger("flowatlas.collect")
 
-STATE_FORMAT = 1
+STATE_FORMAT = 2
 Part = tuple[int, Columns]
 
 
@@ -265,6 +265,7 @@ class Decoder:
             if template.is_options:
                 n, values = decode_set(template, data, start, end, OPTIONS_WANTED)
                 self.sampling.learn(exp, version, domain, values, n)
+                self.sampling.learn_init_time(exp, version, domain, values)
                 return [], n
             n, values = decode_set(template, data, start, end, WANTED)
         except RecordError:
@@ -272,7 +273,8 @@ class Decoder:
             return [], 0
         if n == 0:
             return [], 0
-        cols = flow_columns(values, n, version=version, export_us=export_us, uptime_ms=uptime_ms)
+        cols = flow_columns(values, n, version=version, export_us=export_us, uptime_ms=uptime_ms,
+                            init_ms=self.sampling.init_time(exp, version, domain))
         rates = self.sampling.for_records(exp, version, domain, values, n)
         cols["sampling_rate"] = np.minimum(rates, np.uint64(0xFFFFFFFF)).astype(np.uint32)
         return [(n, cols)], 0

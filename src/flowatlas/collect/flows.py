@@ -40,7 +40,11 @@ WANTED: frozenset[int] = frozenset(
 )
 """Elements a data record is decoded for; everything else is skipped by its length."""
 
-OPTIONS_WANTED: frozenset[int] = frozenset(int(e) for e in SAMPLING_ELEMENTS)
+OPTIONS_WANTED: frozenset[int] = frozenset(
+    {int(e) for e in SAMPLING_ELEMENTS} | {int(IE.SYSTEM_INIT_TIME_MILLISECONDS)}
+)
+"""Options records are read for sampling rates and the exporter's boot time (softflowd and
+others send systemInitTimeMilliseconds once, in options data, not in every flow record)."""
 
 _FALLBACK = {"bytes": IE.OCTET_TOTAL_COUNT, "packets": IE.PACKET_TOTAL_COUNT}
 
@@ -58,8 +62,8 @@ def _uptime_to_us(t: npt.NDArray[Any], export_us: int, uptime_ms: int) -> npt.ND
     return export_us - behind * 1000
 
 
-def _times(values: Values, n: int, version: int, export_us: int,
-           uptime_ms: int | None) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+def _times(values: Values, n: int, version: int, export_us: int, uptime_ms: int | None,
+           init_ms: int | None) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     out: list[npt.NDArray[np.int64] | None] = [None, None]
     for i, (up, s, ms, us, ns) in enumerate((
         (IE.FLOW_START_SYS_UP_TIME, IE.FLOW_START_SECONDS, IE.FLOW_START_MILLISECONDS,
@@ -81,6 +85,8 @@ def _times(values: Values, n: int, version: int, export_us: int,
             elif IE.SYSTEM_INIT_TIME_MILLISECONDS in values:
                 init = values[IE.SYSTEM_INIT_TIME_MILLISECONDS].astype(np.int64)
                 out[i] = (init + values[up].astype(np.int64)) * 1000
+            elif init_ms is not None:
+                out[i] = (np.int64(init_ms) + values[up].astype(np.int64)) * 1000
     start, end = out
     if start is None:
         start = end if end is not None else np.full(n, export_us, dtype=np.int64)
@@ -90,7 +96,7 @@ def _times(values: Values, n: int, version: int, export_us: int,
 
 
 def flow_columns(values: Values, n: int, *, version: int, export_us: int,
-                 uptime_ms: int | None = None) -> Columns:
+                 uptime_ms: int | None = None, init_ms: int | None = None) -> Columns:
     """Canonical columns for ``n`` decoded data records (sampling and exporter come later)."""
     cols: Columns = {}
     for m in CANONICAL:
@@ -107,5 +113,6 @@ def flow_columns(values: Values, n: int, *, version: int, export_us: int,
             cols[column] = ipv4_matrix(v)
         elif width == 16 and v.ndim == 2 and v.shape[1] == 16:
             cols[column] = v
-    cols["time_start"], cols["time_end"] = _times(values, n, version, export_us, uptime_ms)
+    cols["time_start"], cols["time_end"] = _times(values, n, version, export_us, uptime_ms,
+                                                 init_ms)
     return cols

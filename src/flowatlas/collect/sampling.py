@@ -1,4 +1,4 @@
-"""Sampling rates learnt from options data, per exporter, domain and sampler.
+"""Sampling rates (and exporter boot times) learnt from options data, per exporter, domain and sampler.
 
 An options record scoped to a sampler (v9 IE 48 flowSamplerId, IPFIX 302 selectorId) sets that
 sampler's rate; one without sets the domain default. A data record then takes the rate of its
@@ -56,6 +56,7 @@ def sampler_ids(values: Values) -> npt.NDArray[np.int64] | None:
 class SamplingRates:
     def __init__(self, max_entries: int = 65536) -> None:
         self._rates: dict[SamplerKey, int] = {}
+        self._init: dict[tuple[bytes, int, int], int] = {}
         self.max_entries = max_entries
         self.changed = False
 
@@ -78,6 +79,20 @@ class SamplingRates:
             learnt += 1
         return learnt
 
+    def learn_init_time(self, exporter: bytes, version: int, domain: int, values: Values) -> None:
+        """systemInitTimeMilliseconds from options data: the base of IPFIX uptime times."""
+        v = values.get(IE.SYSTEM_INIT_TIME_MILLISECONDS)
+        if v is not None and len(v) and v.ndim == 1:
+            key = (exporter, version, domain)
+            value = int(v[-1])
+            if self._init.get(key) != value and (key in self._init or
+                                                 len(self._init) < self.max_entries):
+                self._init[key] = value
+                self.changed = True
+
+    def init_time(self, exporter: bytes, version: int, domain: int) -> int | None:
+        return self._init.get((exporter, version, domain))
+
     def default(self, exporter: bytes, version: int, domain: int) -> int:
         return self._rates.get((exporter, version, domain, DOMAIN_DEFAULT), 1)
 
@@ -98,9 +113,12 @@ class SamplingRates:
                 out[ids == sid] = r
         return out
 
-    def to_json(self) -> list[Any]:
-        return [[k[0].hex(), k[1], k[2], k[3], v] for k, v in self._rates.items()]
+    def to_json(self) -> dict[str, list[Any]]:
+        return {"rates": [[k[0].hex(), k[1], k[2], k[3], v] for k, v in self._rates.items()],
+                "init": [[k[0].hex(), k[1], k[2], v] for k, v in self._init.items()]}
 
-    def load_json(self, data: list[Any]) -> None:
-        for exporter, version, domain, sid, rate in data:
+    def load_json(self, data: dict[str, list[Any]]) -> None:
+        for exporter, version, domain, sid, rate in data["rates"]:
             self._rates[(bytes.fromhex(exporter), int(version), int(domain), int(sid))] = int(rate)
+        for exporter, version, domain, ms in data["init"]:
+            self._init[(bytes.fromhex(exporter), int(version), int(domain))] = int(ms)
