@@ -70,4 +70,10 @@ def create_app(
 
     app.include_router(data_router(atlas, gate))
     app.include_router(control_router(gate))
+    try:
+        from flowatlas.api.routes_analytics import analytics_router
+    except ImportError:  # analytics not installed in this build: the core routes still serve
+        pass
+    else:
+        app.include_router(analytics_router(atlas, gate))
     return app

@@ -247,7 +247,9 @@ class Gate:
 
     # -- disclosure -------------------------------------------------------------------------
 
-    def disclose(self, ticket: Ticket, table: pa.Table) -> pa.Table:
+    def disclose(
+        self, ticket: Ticket, table: pa.Table, text_columns: tuple[str, ...] = ()
+    ) -> pa.Table:
         """Count, scope-check and pseudonymise one result table before it leaves."""
         stray = outside_scope(ticket.tenant, table)
         if stray.any():
@@ -256,7 +258,7 @@ class Gate:
             table = table.filter(pa.array(~stray))
         if ticket.tenant.role in PSEUDONYMISED_ROLES:
             table, n = pseudonymise_table(
-                table, self._pan(ticket.tenant), self._classes(), ticket.exempt
+                table, self._pan(ticket.tenant), self._classes(), ticket.exempt, text_columns
             )
             ticket.pseudonymised += n
         ticket.rows += table.num_rows

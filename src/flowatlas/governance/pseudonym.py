@@ -15,7 +15,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from flowatlas.addresses import V4_MAPPED_PREFIX, Prefix, from_matrix, pack, to_matrix, unpack
+from flowatlas.addresses import (
+    V4_MAPPED_PREFIX,
+    Prefix,
+    from_matrix,
+    pack,
+    pack_many,
+    to_matrix,
+    unpack,
+    unpack_many,
+)
 from flowatlas.governance.ranges import in_prefixes
 
 _V4_BATCH = 4096
@@ -109,7 +118,11 @@ class CryptoPAn:
 
 
 def pseudonymise_table(
-    table: pa.Table, pan: CryptoPAn, classes: tuple[Prefix, ...], exempt: tuple[Prefix, ...]
+    table: pa.Table,
+    pan: CryptoPAn,
+    classes: tuple[Prefix, ...],
+    exempt: tuple[Prefix, ...],
+    text_columns: tuple[str, ...] = (),
 ) -> tuple[pa.Table, int]:
     """Replace addresses inside ``classes`` (and outside ``exempt``) in every address column.
 
@@ -118,6 +131,15 @@ def pseudonymise_table(
     if not classes or not table.num_rows:
         return table, 0
     changed = 0
+    for name in text_columns:
+        # Analytics hand some addresses back as text: pseudonymise them through the binary form.
+        if name in table.column_names and table.num_rows:
+            i = table.column_names.index(name)
+            packed = pa.table({"a": pack_many(table.column(i).to_pylist())})
+            done, n = pseudonymise_table(packed, pan, classes, exempt)
+            if n:
+                changed += n
+                table = table.set_column(i, name, pa.array(unpack_many(done.column(0))))
     for i, fld in enumerate(table.schema):
         if not (pa.types.is_fixed_size_binary(fld.type) and fld.type.byte_width == 16):
             continue
