@@ -205,8 +205,17 @@ def nfcapd_decode(datagrams: list[bytes], workdir: Path) -> list[dict[str, str]]
     return [dict(zip(cols, row, strict=False)) for row in csv.reader(text.splitlines()) if row]
 
 
-__all__ = ["nfcapd_decode", "drain", "free_port", "has_tool", "pmacctd", "softflowd", "udp_sink", "write_pcap",
-           "time"]
+__all__ = [
+    "drain",
+    "free_port",
+    "has_tool",
+    "nfcapd_decode",
+    "pmacctd",
+    "softflowd",
+    "time",
+    "udp_sink",
+    "write_pcap",
+]
 
 
 # -- hand-built IPFIX / v9 messages for edge cases ------------------------------------------------
