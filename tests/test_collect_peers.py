@@ -103,8 +103,8 @@ def test_sflow_samples_match_ground_truth(exported: dict[str, list[bytes]],
     complete = 0
     for key, (packets, octets) in got.items():
         assert packets <= truth[key][0]
-        if packets == truth[key][0]:  # sFlow reports frame lengths: IP bytes + 14 (Ethernet)
-            assert octets == truth[key][1] + 14 * packets
+        if packets == truth[key][0]:  # sFlow frame length: IP bytes + 14 header + 4 FCS
+            assert octets == truth[key][1] + 18 * packets
             complete += 1
     assert complete >= 0.9 * len(truth)
     assert set(table["sampling_rate"].to_pylist()) == {1}
