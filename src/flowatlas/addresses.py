@@ -8,6 +8,7 @@ what Parquet min/max statistics can prune on.
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -147,7 +148,7 @@ def to_matrix(column: pa.Array | pa.ChunkedArray) -> npt.NDArray[np.uint8]:
 
 
 def unpack_many(column: pa.Array | pa.ChunkedArray | Sequence[bytes]) -> list[str]:
-    """Addresses to text; IPv4 is formatted vectorised, IPv6 one by one."""
+    """Addresses to text; IPv4 is formatted by Arrow kernels, IPv6 by inet_ntop one by one."""
     if not isinstance(column, (pa.Array, pa.ChunkedArray)):
         column = pa.array(list(column), ADDRESS_TYPE)
     m = to_matrix(column)
@@ -155,18 +156,21 @@ def unpack_many(column: pa.Array | pa.ChunkedArray | Sequence[bytes]) -> list[st
     if n == 0:
         return []
     is_v4 = (m[:, :10] == 0).all(axis=1) & (m[:, 10] == 0xFF) & (m[:, 11] == 0xFF)
+    if is_v4.all():
+        return _dotted(m)
     out: list[str] = [""] * n
-    if is_v4.any():
-        q = m[is_v4, 12:].astype(str)
-        dotted = np.char.add(
-            np.char.add(np.char.add(q[:, 0], "."), np.char.add(q[:, 1], ".")),
-            np.char.add(np.char.add(q[:, 2], "."), q[:, 3]),
-        )
-        for i, text in zip(np.flatnonzero(is_v4), dotted.tolist(), strict=True):
-            out[i] = text
-    for i in np.flatnonzero(~is_v4):
-        out[i] = str(ipaddress.IPv6Address(m[i].tobytes()))
+    v4_idx = np.flatnonzero(is_v4)
+    for i, text in zip(v4_idx.tolist(), _dotted(m[v4_idx]), strict=True):
+        out[i] = text
+    for i in np.flatnonzero(~is_v4).tolist():
+        out[i] = socket.inet_ntop(socket.AF_INET6, m[i].tobytes())
     return out
+
+
+def _dotted(m: npt.NDArray[np.uint8]) -> list[str]:
+    octets = [pa.array(m[:, 12 + k]).cast(pa.string()) for k in range(4)]
+    joined = pc.binary_join_element_wise(*octets, ".")
+    return list(joined.to_pylist())
 
 
 def is_ipv4(raw: bytes) -> bool:

@@ -5,13 +5,14 @@ The CLI and the HTTP API both render through this module, so a flow looks the sa
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 
 from flowatlas.addresses import unpack_many
 from flowatlas.schema import ADDRESS_COLUMNS
@@ -24,39 +25,72 @@ def _is_address(field: pa.Field) -> bool:
     return bool(fixed16 or (pa.types.is_binary(field.type) and field.name in ADDRESS_COLUMNS))
 
 
-def to_records(table: pa.Table) -> list[dict[str, Any]]:
-    """Rows as dicts of JSON-ready values: addresses as text, timestamps as ISO 8601."""
-    columns: dict[str, list[Any]] = {}
+def readable(table: pa.Table) -> pa.Table:
+    """The same table with addresses as text and timestamps as ISO 8601 strings (vectorised)."""
+    columns = []
     for field, col in zip(table.schema, table.columns, strict=True):
         if _is_address(field):
-            columns[field.name] = unpack_many(col)
+            col = pa.array(unpack_many(col), pa.string())
         elif pa.types.is_timestamp(field.type):
-            columns[field.name] = [
-                None if v is None else v.isoformat().replace("+00:00", "Z") for v in col.to_pylist()
-            ]
-        else:
-            columns[field.name] = col.to_pylist()
-    names = table.column_names
-    return [dict(zip(names, row, strict=True)) for row in zip(*(columns[n] for n in names), strict=True)]
+            text = pc.strftime(col.cast(pa.timestamp("us", tz="UTC")), format="%Y-%m-%dT%H:%M:%SZ")
+            col = pc.replace_substring_regex(text, r"\.000000Z$", "Z")
+        columns.append(col)
+    return pa.Table.from_arrays(columns, names=table.column_names)
+
+
+def to_records(table: pa.Table) -> list[dict[str, Any]]:
+    """Rows as dicts of JSON-ready values: addresses as text, timestamps as ISO 8601."""
+    records: list[dict[str, Any]] = readable(table).to_pylist()
+    return records
 
 
 def iter_csv(tables: Iterable[pa.Table], header: bool = True) -> Iterator[str]:
-    """CSV text chunk by chunk (streams large results)."""
+    """CSV text chunk by chunk (streams large results), written by Arrow's CSV writer."""
     first = True
     for table in tables:
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        if first and header:
-            writer.writerow(table.column_names)
+        buf = io.BytesIO()
+        options = pacsv.WriteOptions(include_header=first and header, quoting_style="needed")
+        pacsv.write_csv(readable(table), buf, write_options=options)
         first = False
-        for rec in to_records(table):
-            writer.writerow(["" if v is None else v for v in rec.values()])
-        yield buf.getvalue()
+        yield buf.getvalue().decode()
 
 
 def iter_ndjson(tables: Iterable[pa.Table]) -> Iterator[str]:
+    """One JSON object per line, assembled column-wise by Arrow string kernels."""
     for table in tables:
-        yield "".join(json.dumps(rec, default=str) + "\n" for rec in to_records(table))
+        if table.num_rows:
+            yield "\n".join(json_lines(table).to_pylist()) + "\n"
+
+
+def json_lines(table: pa.Table) -> pa.Array:
+    """Each row as a JSON object (text), without a Python loop over rows."""
+    parts: list[pa.Array | str] = []
+    t = readable(table)
+    for i, (field, col) in enumerate(zip(t.schema, t.columns, strict=True)):
+        arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+        parts.append(("{" if i == 0 else ", ") + json.dumps(field.name) + ": ")
+        parts.append(_json_values(arr))
+    parts.append("}")
+    if t.num_rows == 0:
+        return pa.array([], pa.string())
+    scalars = [pa.array([p] * t.num_rows, pa.string()) if isinstance(p, str) else p for p in parts]
+    return pc.binary_join_element_wise(*scalars, "")
+
+
+def _json_values(arr: pa.Array) -> pa.Array:
+    if pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type):
+        text = arr.cast(pa.string())
+        if pa.types.is_floating(arr.type):
+            text = pc.if_else(pc.is_finite(arr), text, "null")
+    elif pa.types.is_boolean(arr.type):
+        text = pc.if_else(arr, "true", "false")
+    elif pa.types.is_string(arr.type) and not pc.any(
+            pc.match_substring_regex(arr, r"[\x00-\x1f]")).as_py():
+        escaped = pc.replace_substring(pc.replace_substring(arr, "\\", "\\\\"), '"', '\\"')
+        text = pc.binary_join_element_wise('"', escaped, '"', "")
+    else:
+        text = pa.array([json.dumps(v, default=str) for v in arr.to_pylist()], pa.string())
+    return pc.fill_null(text, "null")
 
 
 def to_json(table: pa.Table) -> str:
