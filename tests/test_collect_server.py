@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import signal
@@ -30,7 +32,9 @@ def test_sources_commands(tmp_path: Path) -> None:
                  "--store", store)
     assert ok.returncode == 0, ok.stderr
     listed = run_cli("sources", "list", "--format", "csv", "--store", store)
-    assert "192.0.2.0/24,7,Example" in listed.stdout
+    rows = list(csv.DictReader(io.StringIO(listed.stdout)))
+    assert [(r["prefix"], r["source_id"], r["partner"]) for r in rows] == [
+        ("192.0.2.0/24", "7", "Example")]
     bad = run_cli("sources", "add", "not-an-ip", "--id", "1", "--partner", "x", "--store", store)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "not-an-ip" in bad.stderr
     assert run_cli("sources", "remove", "7", "--store", store).returncode == 0

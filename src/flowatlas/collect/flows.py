@@ -55,14 +55,19 @@ def _ntp_to_us(v: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
     return secs * 1_000_000 + ((frac * np.uint64(1_000_000)) >> np.uint64(32)).astype(np.int64)
 
 
-def _uptime_to_us(t: npt.NDArray[Any], export_us: int, uptime_ms: int) -> npt.NDArray[np.int64]:
+Scalar = int | npt.NDArray[np.int64]
+"""A header value: one per message, or one per record when sets of many messages are batched."""
+
+
+def _uptime_to_us(t: npt.NDArray[Any], export_us: Scalar, uptime_ms: Scalar
+                  ) -> npt.NDArray[np.int64]:
     # Milliseconds before the export; wrap-around of the 32-bit uptime counter folds back.
-    behind = (np.int64(uptime_ms) - t.astype(np.int64)) % (1 << 32)
+    behind = (np.asarray(uptime_ms, dtype=np.int64) - t.astype(np.int64)) % (1 << 32)
     behind = np.where(behind > (1 << 31), behind - (1 << 32), behind)
     return export_us - behind * 1000
 
 
-def _times(values: Values, n: int, version: int, export_us: int, uptime_ms: int | None,
+def _times(values: Values, n: int, version: int, export_us: Scalar, uptime_ms: Scalar | None,
            init_ms: int | None) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     out: list[npt.NDArray[np.int64] | None] = [None, None]
     for i, (up, s, ms, us, ns) in enumerate((
@@ -89,14 +94,15 @@ def _times(values: Values, n: int, version: int, export_us: int, uptime_ms: int 
                 out[i] = (np.int64(init_ms) + values[up].astype(np.int64)) * 1000
     start, end = out
     if start is None:
-        start = end if end is not None else np.full(n, export_us, dtype=np.int64)
+        start = end if end is not None else np.broadcast_to(
+            np.asarray(export_us, dtype=np.int64), (n,)).copy()
     if end is None:
         end = start
     return start, end
 
 
-def flow_columns(values: Values, n: int, *, version: int, export_us: int,
-                 uptime_ms: int | None = None, init_ms: int | None = None) -> Columns:
+def flow_columns(values: Values, n: int, *, version: int, export_us: Scalar,
+                 uptime_ms: Scalar | None = None, init_ms: int | None = None) -> Columns:
     """Canonical columns for ``n`` decoded data records (sampling and exporter come later)."""
     cols: Columns = {}
     for m in CANONICAL:

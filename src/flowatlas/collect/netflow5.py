@@ -28,16 +28,18 @@ class V5Error(ValueError):
 
 
 @dataclass(frozen=True)
-class V5Packet:
+class V5Header:
     count: int
     sequence: int
     domain: int
     """engine_type << 8 | engine_id: the v5 stand-in for a source id."""
     sampling_rate: int
-    columns: Columns
+    export_us: int
+    uptime_ms: int
 
 
-def decode(data: bytes) -> V5Packet:
+def parse_header(data: bytes) -> V5Header:
+    """Check one datagram; its records are ``data[24:24 + 48 * count]``."""
     if len(data) < HEADER.size:
         raise V5Error("truncated header")
     (_, count, uptime, secs, nsecs, seq, etype, eid, sampling) = HEADER.unpack_from(data)
@@ -45,11 +47,18 @@ def decode(data: bytes) -> V5Packet:
         raise V5Error("bad record count")
     if len(data) < HEADER.size + count * RECORD.itemsize:
         raise V5Error("truncated records")
-    rec = np.frombuffer(data, dtype=RECORD, count=count, offset=HEADER.size)
-    export_us = secs * 1_000_000 + nsecs // 1000
+    rate = sampling & 0x3FFF
+    return V5Header(count, seq, etype << 8 | eid, rate or 1, secs * 1_000_000 + nsecs // 1000,
+                    uptime)
+
+
+def decode_records(records: bytes, export_us: npt.NDArray[np.int64],
+                   uptime_ms: npt.NDArray[np.int64]) -> Columns:
+    """Records of many datagrams at once; ``export_us``/``uptime_ms`` are per record."""
+    rec = np.frombuffer(records, dtype=RECORD)
 
     def to_us(t: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
-        behind = (np.int64(uptime) - t.astype(np.int64)) % (1 << 32)
+        behind = (uptime_ms - t.astype(np.int64)) % (1 << 32)
         behind = np.where(behind > (1 << 31), behind - (1 << 32), behind)
         out: npt.NDArray[np.int64] = (export_us - behind * 1000).astype(np.int64)
         return out
@@ -63,5 +72,4 @@ def decode(data: bytes) -> V5Packet:
     for name in ("src_port", "dst_port", "protocol", "tcp_flags", "packets", "bytes", "in_if",
                  "out_if", "src_as", "dst_as"):
         cols[name] = rec[name]
-    rate = sampling & 0x3FFF
-    return V5Packet(count, seq, etype << 8 | eid, rate or 1, cols)
+    return cols

@@ -1,8 +1,9 @@
 """sFlow v5 flow samples to flow records (counter samples are skipped).
 
 The datagram is walked sample by sample (sFlow nests variable-length structures, so finding
-them is a walk), collecting each sampled packet header into one padded byte matrix; the
-Ethernet/VLAN/IPv4/IPv6/TCP/UDP parsing of all headers is then vectorised. Each sample becomes
+them is a walk), collecting each sampled packet header; the headers of a whole batch of
+datagrams then go into one padded byte matrix and the Ethernet/VLAN/IPv4/IPv6/TCP/UDP parsing
+is vectorised over all of them. Each sample becomes
 one record: 1 packet of the frame's length at the sample's rate, timed at receipt (sFlow carries
 no per-sample time). Unknown sample and record formats are skipped by their length.
 """
@@ -10,7 +11,7 @@ no per-sample time). Unknown sample and record formats are skipped by their leng
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -31,13 +32,28 @@ class SFlowError(ValueError):
     pass
 
 
+@dataclass
+class SFlowSamples:
+    """Flow samples found in one or more datagrams, before their headers are parsed."""
+
+    headers: list[bytes] = field(default_factory=list)
+    hproto: list[int] = field(default_factory=list)
+    frame: list[int] = field(default_factory=list)
+    rate: list[int] = field(default_factory=list)
+    in_if: list[int] = field(default_factory=list)
+    out_if: list[int] = field(default_factory=list)
+    received_us: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.headers)
+
+
 @dataclass(frozen=True)
-class SFlowPacket:
+class SFlowDatagram:
     sub_agent: int
     sequence: int
     samples: int
-    count: int
-    columns: Columns
+    taken: int
     skipped: int
     """Samples that had no usable packet record."""
 
@@ -48,7 +64,8 @@ def _u32(data: bytes, pos: int, end: int) -> int:
     return int(U32.unpack_from(data, pos)[0])
 
 
-def decode(data: bytes, received_us: int) -> SFlowPacket:
+def walk(data: bytes, received_us: int, into: SFlowSamples) -> SFlowDatagram:
+    """Append the datagram's flow samples to ``into`` (nothing is appended if it is malformed)."""
     end = len(data)
     pos = 4
     addr_type = _u32(data, pos, end)
@@ -64,14 +81,7 @@ def decode(data: bytes, received_us: int) -> SFlowPacket:
     pos += 16
     if nsamples > MAX_SAMPLES:
         raise SFlowError("too many samples")
-    headers = np.zeros((nsamples, MAX_HEADER), dtype=np.uint8)
-    hlen = np.zeros(nsamples, dtype=np.int64)
-    hproto = np.zeros(nsamples, dtype=np.int64)
-    frame = np.zeros(nsamples, dtype=np.uint64)
-    rate = np.ones(nsamples, dtype=np.uint32)
-    in_if = np.zeros(nsamples, dtype=np.uint32)
-    out_if = np.zeros(nsamples, dtype=np.uint32)
-    n = 0
+    found = SFlowSamples()
     skipped = 0
     for _ in range(nsamples):
         fmt = _u32(data, pos, end)
@@ -91,27 +101,41 @@ def decode(data: bytes, received_us: int) -> SFlowPacket:
             r = _u32(data, body + 12, pos)
             i, o, nrec = (_u32(data, body + k, pos) for k in (28, 36, 40))
             rp = body + 44
-        if not _records(data, rp, pos, nrec, n, headers, hlen, hproto, frame):
+        if not _records(data, rp, pos, nrec, found):
             skipped += 1
             continue
-        rate[n], in_if[n], out_if[n] = max(r, 1), i, o
-        n += 1
-    cols = _parse_headers(headers[:n], hlen[:n], hproto[:n])
+        found.rate.append(max(r, 1))
+        found.in_if.append(i)
+        found.out_if.append(o)
+        found.received_us.append(received_us)
+    for name in ("headers", "hproto", "frame", "rate", "in_if", "out_if", "received_us"):
+        getattr(into, name).extend(getattr(found, name))
+    return SFlowDatagram(sub_agent, seq, nsamples, len(found), skipped)
+
+
+def columns(samples: SFlowSamples) -> Columns:
+    """Parse every collected header at once into canonical columns."""
+    n = len(samples)
+    headers = np.zeros((n, MAX_HEADER), dtype=np.uint8)
+    hlen = np.fromiter((len(h) for h in samples.headers), dtype=np.int64, count=n)
+    flat = np.frombuffer(b"".join(samples.headers), dtype=np.uint8)
+    rows = np.repeat(np.arange(n), hlen)
+    cols_idx = np.arange(len(flat)) - np.repeat(np.cumsum(hlen) - hlen, hlen)
+    headers[rows, cols_idx] = flat
+    cols = _parse_headers(headers, hlen, np.asarray(samples.hproto, dtype=np.int64))
     cols.update({
-        "time_start": np.full(n, received_us, dtype=np.int64),
+        "time_start": np.asarray(samples.received_us, dtype=np.int64),
         "packets": np.ones(n, dtype=np.uint64),
-        "bytes": frame[:n],
-        "sampling_rate": rate[:n],
-        "in_if": in_if[:n],
-        "out_if": out_if[:n],
+        "bytes": np.asarray(samples.frame, dtype=np.uint64),
+        "sampling_rate": np.asarray(samples.rate, dtype=np.uint32),
+        "in_if": np.asarray(samples.in_if, dtype=np.uint32),
+        "out_if": np.asarray(samples.out_if, dtype=np.uint32),
     })
-    return SFlowPacket(sub_agent, seq, nsamples, n, cols, skipped)
+    return cols
 
 
-def _records(data: bytes, pos: int, end: int, nrec: int, n: int, headers: npt.NDArray[np.uint8],
-             hlen: npt.NDArray[np.int64], hproto: npt.NDArray[np.int64],
-             frame: npt.NDArray[np.uint64]) -> bool:
-    """Find the sample's packet record; True when one was taken into row ``n``."""
+def _records(data: bytes, pos: int, end: int, nrec: int, found: SFlowSamples) -> bool:
+    """Find the sample's packet record; True when one was taken into ``found``."""
     for _ in range(min(nrec, 64)):
         fmt = _u32(data, pos, end)
         length = _u32(data, pos + 4, end)
@@ -120,20 +144,19 @@ def _records(data: bytes, pos: int, end: int, nrec: int, n: int, headers: npt.ND
             raise SFlowError("record runs past its sample")
         if fmt == RAW_HEADER:
             proto, frame_len, _stripped, size = (_u32(data, body + k, pos) for k in (0, 4, 8, 12))
-            size = min(size, pos - body - 16, MAX_HEADER)
-            headers[n, :size] = np.frombuffer(data, dtype=np.uint8, count=size, offset=body + 16)
-            hlen[n], hproto[n], frame[n] = size, proto, frame_len
+            size = max(0, min(size, pos - body - 16, MAX_HEADER))
+            found.headers.append(data[body + 16:body + 16 + size])
+            found.hproto.append(proto)
+            found.frame.append(frame_len)
             return True
         if fmt in (SAMPLED_IPV4, SAMPLED_IPV6):
-            frame[n] = _u32(data, body, pos)
-            _synthesise(data, body, pos, fmt, n, headers, hlen, hproto)
+            found.frame.append(_u32(data, body, pos))
+            found.headers.append(_synthesise(data, body, pos, fmt, found))
             return True
     return False
 
 
-def _synthesise(data: bytes, body: int, end: int, fmt: int, n: int,
-                headers: npt.NDArray[np.uint8], hlen: npt.NDArray[np.int64],
-                hproto: npt.NDArray[np.int64]) -> None:
+def _synthesise(data: bytes, body: int, end: int, fmt: int, found: SFlowSamples) -> bytes:
     """Rewrite a sampled IPv4/IPv6 record as a minimal IP + L4 header so one parser serves."""
     alen = 4 if fmt == SAMPLED_IPV4 else 16
     need = 8 + 2 * alen + 16
@@ -146,13 +169,11 @@ def _synthesise(data: bytes, body: int, end: int, fmt: int, n: int,
     l4 = struct.pack("!HH", sport & 0xFFFF, dport & 0xFFFF) + bytes(9) + bytes([flags & 0xFF])
     if fmt == SAMPLED_IPV4:
         ip = bytes([0x45]) + bytes(8) + bytes([proto & 0xFF]) + bytes(2) + src + dst
-        hproto[n] = HP_IPV4
+        found.hproto.append(HP_IPV4)
     else:
         ip = bytes([0x60]) + bytes(5) + bytes([proto & 0xFF]) + bytes(1) + src + dst
-        hproto[n] = HP_IPV6
-    raw = ip + l4
-    headers[n, :len(raw)] = np.frombuffer(raw, dtype=np.uint8)
-    hlen[n] = len(raw)
+        found.hproto.append(HP_IPV6)
+    return ip + l4
 
 
 def _gather(h: npt.NDArray[np.uint8], at: npt.NDArray[np.int64], width: int) -> npt.NDArray[Any]:

@@ -1,0 +1,213 @@
+"""Decode rate of flowatlas's collector against named peers, measured in one run.
+
+Prepared captures: one synthetic 12k-flow pcap (tests/collect_support.write_pcap) exported for
+real by softflowd (NetFlow v5, v9, IPFIX) and pmacctd sfprobe (sFlow v5); the datagrams are
+caught once and then decoded from memory by
+
+* flowatlas ``Decoder`` (numpy, one core),
+* ``netflume`` and ``netflow`` (pure-Python decoders from PyPI; neither decodes sFlow),
+
+and sent over loopback to ``nfcapd`` (C) and to ``flowatlas collect`` (whole collectors:
+receive, decode, write), whose CPU seconds are read from /proc. Prints records/s, records per
+CPU-second, peak RSS and any datagram the kernel dropped (Udp RcvbufErrors and
+InErrors deltas, plus what each collector says it received).
+
+Run: .venv/bin/python benchmarks/decode_bench.py [--flows 12000]   (pip install -e .[bench])
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from collect_support import drain, free_port, pmacctd, softflowd, udp_sink, write_pcap  # noqa: E402
+
+from flowatlas.collect import Decoder  # noqa: E402
+
+
+def exports(pcap: Path, work: Path) -> dict[str, list[bytes]]:
+    out: dict[str, list[bytes]] = {}
+    for name, run in (("v5", lambda p: softflowd(pcap, p, 5, work)),
+                      ("v9", lambda p: softflowd(pcap, p, 9, work)),
+                      ("ipfix", lambda p: softflowd(pcap, p, 10, work)),
+                      ("sflow", lambda p: pmacctd(pcap, p, "sfprobe", work))):
+        with udp_sink() as sink:
+            run(sink.getsockname()[1])
+            out[name] = [d for d, _ in drain(sink)]
+    return out
+
+
+def rate(decode: Callable[[list[bytes]], int], datagrams: list[bytes],
+         min_seconds: float = 1.0) -> tuple[float, int]:
+    """Records per CPU-second over enough rounds to take ``min_seconds``; and records/round."""
+    per_round = decode(datagrams)  # warm-up, also learns templates
+    rounds, t0 = 0, time.process_time()
+    while True:
+        decode(datagrams)
+        rounds += 1
+        spent = time.process_time() - t0
+        if spent >= min_seconds:
+            return per_round * rounds / spent, per_round
+
+
+BATCH = 512
+"""Datagrams per decode call, as the server drains its sockets."""
+
+
+def flowatlas_decode(datagrams: list[bytes]) -> int:
+    d = Decoder()
+    n = 0
+    for i in range(0, len(datagrams), BATCH):
+        t = d.decode_many([(data, "127.0.0.1") for data in datagrams[i:i + BATCH]],
+                          1_700_000_100.0)
+        if t is not None:
+            n += t.num_rows
+    return n
+
+
+def netflume_decode(datagrams: list[bytes]) -> int:
+    import netflume
+
+    d = netflume.Decoder()
+    n = 0
+    for data in datagrams:
+        m = d.decode(data, "127.0.0.1")
+        if m is not None:
+            n += len(m.flows)
+    return n
+
+
+def netflow_decode(datagrams: list[bytes]) -> int:
+    import netflow
+
+    templates: dict[str, dict[int, object]] = {"netflow": {}, "ipfix": {}}
+    n = 0
+    for data in datagrams:
+        try:
+            p = netflow.parse_packet(data, templates)
+        except Exception:  # noqa: BLE001 - the peer raises on what it cannot parse
+            continue
+        n += len(p.flows)
+    return n
+
+
+def udp_errors() -> tuple[int, int]:
+    lines = [ln.split() for ln in Path("/proc/net/snmp").read_text().splitlines()
+             if ln.startswith("Udp:")]
+    table = dict(zip(lines[0][1:], map(int, lines[1][1:]), strict=True))
+    return table["RcvbufErrors"], table["InErrors"]
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def send(datagrams: list[bytes], port: int, rounds: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for _ in range(rounds):
+            for i, d in enumerate(datagrams):
+                s.sendto(d, ("127.0.0.1", port))
+                if i % 16 == 15:
+                    time.sleep(0.0002)  # pace so the receivers, not the sender, set the rate
+
+
+def over_loopback(cmd: Callable[[int, Path], list[str]], datagrams: list[bytes], rounds: int,
+                  flows: int, work: Path) -> tuple[float, float, int, int]:
+    """(records per CPU-second, peak RSS MiB, kernel drops, records it reported) for a collector."""
+    port = free_port()
+    out = work / f"out-{port}"
+    out.mkdir()
+    proc = subprocess.Popen(cmd(port, out), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    time.sleep(1.5)
+    base = cpu_seconds(proc.pid)
+    before = udp_errors()
+    send(datagrams, port, rounds)
+    time.sleep(1.0)
+    spent = cpu_seconds(proc.pid) - base
+    rss = peak_rss_mib(proc.pid)
+    after = udp_errors()
+    proc.send_signal(signal.SIGTERM)
+    text, _ = proc.communicate(timeout=60)
+    drops = (after[0] - before[0]) + (after[1] - before[1])
+    reported = 0
+    for token in ("Flows: ", " flows stored"):
+        if token in text:
+            part = text.split(token)[1] if token.startswith("F") else text.split(token)[0]
+            digits = part.split(",")[0].split()[-1] if not token.startswith("F") else part.split(",")[0]
+            reported = int(digits)
+    return flows * rounds / max(spent, 1e-9), rss, drops, reported
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--flows", type=int, default=12_000)
+    ap.add_argument("--rounds", type=int, default=20, help="times each capture is sent")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        write_pcap(work / "bench.pcap", flows=args.flows, seed=11)
+        data = exports(work / "bench.pcap", work)
+        print(f"capture: {args.flows} flows; datagrams: "
+              + ", ".join(f"{k} {len(v)}" for k, v in data.items()))
+        print(f"\n{'protocol':8} {'flowatlas rec/s':>16} {'netflume':>12} {'netflow':>12}"
+              f" {'vs fastest':>10}")
+        ours_rates: dict[str, tuple[float, int]] = {}
+        for proto, dgrams in data.items():
+            ours, n = rate(flowatlas_decode, dgrams)
+            ours_rates[proto] = (ours, n)
+            peers: list[float] = []
+            cells = []
+            for fn in (netflume_decode, netflow_decode):
+                if proto == "sflow":
+                    cells.append("n/a")
+                    continue
+                r, _ = rate(fn, dgrams, min_seconds=0.5)
+                peers.append(r)
+                cells.append(f"{r / 1e3:,.0f}k")
+            ratio = f"{ours / max(peers):.1f}x" if peers else "-"
+            print(f"{proto:8} {ours / 1e6:>14.2f}M {cells[0]:>12} {cells[1]:>12} {ratio:>10}"
+                  f"   ({n} records per pass)")
+        print(f"flowatlas decoder peak RSS: "
+              f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+
+        print(f"\nwhole collectors over loopback ({args.rounds} sends of each capture):")
+        print(f"{'protocol':8} {'collector':18} {'rec/CPU-s':>12} {'peak RSS':>10} "
+              f"{'kernel drops':>13} {'sent':>9} {'reported':>9}")
+        exe = [sys.executable, "-c", "from flowatlas.cli.main import main; main()"]
+        for proto in ("v5", "v9", "ipfix"):
+            flows = ours_rates[proto][1]
+            for name, cmd in (
+                ("nfcapd 1.7.1", lambda p, o: ["nfcapd", "-b", "127.0.0.1", "-p", str(p),
+                                               "-w", str(o)]),
+                ("flowatlas collect", lambda p, o: [*exe, "collect", "--store", str(o),
+                                                    "--listen", f"127.0.0.1:{p}",
+                                                    "--accept-unregistered"]),
+            ):
+                r, rss, drops, reported = over_loopback(cmd, data[proto], args.rounds, flows, work)
+                print(f"{proto:8} {name:18} {r / 1e6:>10.2f}M {rss:>8.0f}Mi {drops:>13}"
+                      f" {flows * args.rounds:>9} {reported:>9}")
+
+
+if __name__ == "__main__":
+    main()
