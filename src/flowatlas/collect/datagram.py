@@ -12,6 +12,7 @@ keeps decoding without waiting for the next template refresh.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import logging
@@ -44,6 +45,7 @@ log = logging.getLogger("flowatlas.collect")
 STATE_FORMAT = 2
 
 
+@functools.lru_cache(maxsize=65536)
 def exporter_bytes(exporter: str | bytes) -> bytes:
     """An exporter given as text, 4 or 16 raw bytes, to the canonical 16-byte form."""
     if isinstance(exporter, bytes):

@@ -20,7 +20,13 @@ import numpy.typing as npt
 from flowatlas.collect.columns import Columns
 
 U32 = struct.Struct("!I")
-MAX_HEADER = 256
+PAIR = struct.Struct("!II")
+AGENT = struct.Struct("!IIII")
+FLOW = struct.Struct("!8I")
+EXPANDED = struct.Struct("!11I")
+RAW = struct.Struct("!4I")
+PARSE_BYTES = 128
+"""Header bytes kept per sample: Ethernet, two VLAN tags, IPv6 and a TCP header fit."""
 MAX_SAMPLES = 4096
 
 FLOW_SAMPLE, EXPANDED_FLOW_SAMPLE = 1, 3
@@ -66,45 +72,55 @@ def _u32(data: bytes, pos: int, end: int) -> int:
 
 def walk(data: bytes, received_us: int, into: SFlowSamples) -> SFlowDatagram:
     """Append the datagram's flow samples to ``into`` (nothing is appended if it is malformed)."""
+    try:
+        return _walk(data, received_us, into)
+    except struct.error as exc:
+        raise SFlowError("truncated") from exc
+
+
+def _walk(data: bytes, received_us: int, into: SFlowSamples) -> SFlowDatagram:
     end = len(data)
-    pos = 4
-    addr_type = _u32(data, pos, end)
+    addr_type = _u32(data, 4, end)
     if addr_type == 1:
-        pos += 8
+        pos = 12
     elif addr_type == 2:
-        pos += 20
+        pos = 24
     else:
         raise SFlowError("bad agent address type")
-    sub_agent = _u32(data, pos, end)
-    seq = _u32(data, pos + 4, end)
-    nsamples = _u32(data, pos + 12, end)
+    if pos + 16 > end:
+        raise SFlowError("truncated")
+    sub_agent, seq, _uptime, nsamples = AGENT.unpack_from(data, pos)
     pos += 16
     if nsamples > MAX_SAMPLES:
         raise SFlowError("too many samples")
     found = SFlowSamples()
     skipped = 0
     for _ in range(nsamples):
-        fmt = _u32(data, pos, end)
-        length = _u32(data, pos + 4, end)
+        if pos + 8 > end:
+            raise SFlowError("truncated")
+        fmt, length = PAIR.unpack_from(data, pos)
         body, pos = pos + 8, pos + 8 + length
         if pos > end:
             raise SFlowError("sample runs past the datagram")
-        if fmt >> 12 != 0 or (fmt & 0xFFF) not in (FLOW_SAMPLE, EXPANDED_FLOW_SAMPLE):
-            continue
-        if fmt & 0xFFF == FLOW_SAMPLE:
-            r, i, o, nrec = (_u32(data, body + k, pos) for k in (8, 20, 24, 28))
+        if fmt == FLOW_SAMPLE:
+            if body + 32 > pos:
+                raise SFlowError("truncated flow sample")
+            _, _, r, _, _, i, o, nrec = FLOW.unpack_from(data, body)
             i, o = i & 0x3FFFFFFF, o & 0x3FFFFFFF
             # 0x3FFFFFFF is sFlow's "internal/unknown" interface; the schema's unknown is 0.
             i, o = (0 if i == 0x3FFFFFFF else i), (0 if o == 0x3FFFFFFF else o)
             rp = body + 32
-        else:
-            r = _u32(data, body + 12, pos)
-            i, o, nrec = (_u32(data, body + k, pos) for k in (28, 36, 40))
+        elif fmt == EXPANDED_FLOW_SAMPLE:
+            if body + 44 > pos:
+                raise SFlowError("truncated flow sample")
+            _, _, _, r, _, _, _, i, _, o, nrec = EXPANDED.unpack_from(data, body)
             rp = body + 44
+        else:
+            continue  # counter samples and unknown formats: skipped by length
         if not _records(data, rp, pos, nrec, found):
             skipped += 1
             continue
-        found.rate.append(max(r, 1))
+        found.rate.append(r or 1)
         found.in_if.append(i)
         found.out_if.append(o)
         found.received_us.append(received_us)
@@ -116,12 +132,9 @@ def walk(data: bytes, received_us: int, into: SFlowSamples) -> SFlowDatagram:
 def columns(samples: SFlowSamples) -> Columns:
     """Parse every collected header at once into canonical columns."""
     n = len(samples)
-    headers = np.zeros((n, MAX_HEADER), dtype=np.uint8)
     hlen = np.fromiter((len(h) for h in samples.headers), dtype=np.int64, count=n)
-    flat = np.frombuffer(b"".join(samples.headers), dtype=np.uint8)
-    rows = np.repeat(np.arange(n), hlen)
-    cols_idx = np.arange(len(flat)) - np.repeat(np.cumsum(hlen) - hlen, hlen)
-    headers[rows, cols_idx] = flat
+    padded = b"".join(h.ljust(PARSE_BYTES, b"\0") for h in samples.headers)
+    headers = np.frombuffer(padded, dtype=np.uint8).reshape(n, PARSE_BYTES)
     cols = _parse_headers(headers, hlen, np.asarray(samples.hproto, dtype=np.int64))
     cols.update({
         "time_start": np.asarray(samples.received_us, dtype=np.int64),
@@ -137,14 +150,17 @@ def columns(samples: SFlowSamples) -> Columns:
 def _records(data: bytes, pos: int, end: int, nrec: int, found: SFlowSamples) -> bool:
     """Find the sample's packet record; True when one was taken into ``found``."""
     for _ in range(min(nrec, 64)):
-        fmt = _u32(data, pos, end)
-        length = _u32(data, pos + 4, end)
+        if pos + 8 > end:
+            raise SFlowError("truncated")
+        fmt, length = PAIR.unpack_from(data, pos)
         body, pos = pos + 8, pos + 8 + length
         if pos > end:
             raise SFlowError("record runs past its sample")
         if fmt == RAW_HEADER:
-            proto, frame_len, _stripped, size = (_u32(data, body + k, pos) for k in (0, 4, 8, 12))
-            size = max(0, min(size, pos - body - 16, MAX_HEADER))
+            if body + 16 > pos:
+                raise SFlowError("truncated raw header record")
+            proto, frame_len, _stripped, size = RAW.unpack_from(data, body)
+            size = min(size, pos - body - 16, PARSE_BYTES)
             found.headers.append(data[body + 16:body + 16 + size])
             found.hproto.append(proto)
             found.frame.append(frame_len)

@@ -10,6 +10,7 @@ two. A template unrefreshed for ``ttl`` seconds expires; a redefinition replaces
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from flowatlas.protocols.elements import VARIABLE_LENGTH
@@ -44,11 +45,12 @@ class Template:
     def is_options(self) -> bool:
         return self.scope_count > 0
 
-    @property
+    # Cached: asked once per data set on the hot path.
+    @cached_property
     def variable(self) -> bool:
         return any(f.variable for f in self.fields)
 
-    @property
+    @cached_property
     def min_record_length(self) -> int:
         """Smallest possible record: fixed fields plus one length byte per variable field."""
         return sum(1 if f.variable else f.length for f in self.fields)
