@@ -260,25 +260,39 @@ class Decoder:
                 self._flush_group(batch, key)  # sets batched under the old definition
             for held in self.pending.take(key):
                 c.pending -= 1
-                self._data_set(batch, key, template, held.data, 0, len(held.data),
-                               held.export_us, held.uptime_ms)
+                if template.min_record_length:
+                    self._data_set(batch, key, template, held.data, 0, len(held.data),
+                                   held.export_us, held.uptime_ms)
         if msg.templates or msg.withdrawn or msg.withdraw_all:
             c.templates = self.templates.count_for(exp)
         records = 0
         held_back = False
-        for ds in msg.data_sets:
-            key = (*base, ds.template_id)
-            known = self.templates.get(key)
+        lookup = self.templates.get
+        groups = batch.groups
+        for tid, start, end in msg.data_sets:
+            key = (exp, version, msg.domain, tid)
+            known = lookup(key)
             if known is None:
                 held_back = True
-                item = PendingSet(self._now, msg.export_us, msg.uptime_ms, data[ds.start:ds.end])
+                item = PendingSet(self._now, msg.export_us, msg.uptime_ms, data[start:end])
                 c.pending += 1
                 for dropped in self.pending.add(key, item):
                     d = self.status.of(dropped[0])
                     d.unknown_template += 1
                     d.pending -= 1
                 continue
-            records += self._data_set(batch, key, known, data, ds.start, ds.end, msg.export_us,
+            reclen = known.fixed_length
+            if reclen:  # the hot path: queue the set's records for one numpy pass per template
+                n = (end - start) // reclen
+                if n:
+                    group = groups.get(key)
+                    if group is None:
+                        group = groups[key] = _TemplateGroup(key, known)
+                    group.sets.append((data[start:start + n * reclen], n, msg.export_us,
+                                       msg.uptime_ms or 0))
+                    records += n
+                continue
+            records += self._data_set(batch, key, known, data, start, end, msg.export_us,
                                       msg.uptime_ms)
         if msg.error is not None:
             self.status.skip(exp, f"v{version}_{msg.error.reason}")
@@ -288,7 +302,7 @@ class Decoder:
                   start: int, end: int, export_us: int, uptime_ms: int | None) -> int:
         """Queue (fixed length) or decode one data set; returns its record count."""
         exp, version, domain, _ = key
-        if template.is_options or template.variable:
+        if template.is_options or template.variable or template.fixed_length:
             try:
                 if template.is_options:
                     n, values = decode_set(template, data, start, end, OPTIONS_WANTED)
@@ -302,17 +316,8 @@ class Decoder:
             if n:
                 batch.parts.append((exp, n, self._columns(key, values, n, export_us, uptime_ms)))
             return n
-        reclen = template.min_record_length
-        if reclen <= 0:
-            self.status.skip(exp, f"v{version}_bad_template")
-            return 0
-        n = (end - start) // reclen
-        if n:
-            group = batch.groups.get(key)
-            if group is None:
-                group = batch.groups[key] = _TemplateGroup(key, template)
-            group.add(data[start:start + n * reclen], n, export_us, uptime_ms or 0, 0)
-        return n
+        self.status.skip(exp, f"v{version}_bad_template")  # zero-length records
+        return 0
 
     def _flush_group(self, batch: _Batch, key: TemplateKey) -> None:
         group = batch.groups.pop(key, None)
@@ -320,12 +325,16 @@ class Decoder:
             batch.parts.extend(self._group(group))
 
     def _group(self, group: _TemplateGroup) -> list[tuple[bytes, int, Columns]]:
-        buf = b"".join(group.chunks)
+        chunks, counts, export_us, uptime_ms = zip(*group.sets, strict=True)
+        buf = b"".join(chunks)
         n, values = decode_set(group.template, buf, 0, len(buf), WANTED)
         if n == 0:
             return []
-        uptime = group.per_record(group.uptime_ms) if group.key[1] == 9 else None
-        cols = self._columns(group.key, values, n, group.per_record(group.export_us), uptime)
+        per_record = np.asarray(counts, dtype=np.int64)
+        export = np.repeat(np.asarray(export_us, dtype=np.int64), per_record)
+        uptime = np.repeat(np.asarray(uptime_ms, dtype=np.int64), per_record) \
+            if group.key[1] == 9 else None
+        cols = self._columns(group.key, values, n, export, uptime)
         return [(group.key[0], n, cols)]
 
     def _columns(self, key: TemplateKey, values: Values, n: int, export_us: Scalar,
@@ -376,13 +385,14 @@ class _Chunks:
         return np.repeat(np.asarray(per_chunk, dtype=np.int64), self.counts)
 
 
-class _TemplateGroup(_Chunks):
+class _TemplateGroup:
     """Data sets of one fixed-length template, decoded together in one numpy pass."""
 
     def __init__(self, key: TemplateKey, template: Template) -> None:
-        super().__init__()
         self.key = key
         self.template = template
+        self.sets: list[tuple[bytes, int, int, int]] = []
+        """(records' bytes, record count, export time µs, v9 uptime ms) per data set."""
 
 
 @dataclass

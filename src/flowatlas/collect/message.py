@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from flowatlas.collect.templates import Template
 
@@ -15,8 +16,7 @@ class MessageError(ValueError):
         self.reason = reason
 
 
-@dataclass(frozen=True)
-class DataSet:
+class DataSet(NamedTuple):  # a NamedTuple: one is made per set, on the hot path
     template_id: int
     start: int
     end: int

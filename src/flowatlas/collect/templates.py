@@ -51,6 +51,13 @@ class Template:
         return any(f.variable for f in self.fields)
 
     @cached_property
+    def fixed_length(self) -> int:
+        """Record length of a fixed-length data template; 0 for options, variable or empty."""
+        if self.scope_count or self.variable:
+            return 0
+        return self.min_record_length
+
+    @cached_property
     def min_record_length(self) -> int:
         """Smallest possible record: fixed fields plus one length byte per variable field."""
         return sum(1 if f.variable else f.length for f in self.fields)
