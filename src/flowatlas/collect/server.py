@@ -1,0 +1,164 @@
+"""The UDP collector: sockets on several addresses/ports, decode, batch into the FlowStore.
+
+One thread, ``selectors``: each wake-up drains every ready socket (up to a bound) before
+decoding, rows go to ``FlowStore.writer`` which appends by size or age, template state is saved
+every few seconds, and SIGTERM/SIGINT make the loop flush, save and return.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import selectors
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from flowatlas.collect.datagram import Decoder
+from flowatlas.store import FlowStore
+
+log = logging.getLogger("flowatlas.collect")
+
+STATE_FILE = "collector-state.json"
+STATUS_FILE = "collector-status.json"
+MAX_DATAGRAM = 65535
+RECV_BUFFER = 16 << 20
+
+
+class ListenError(OSError):
+    pass
+
+
+@dataclass(frozen=True)
+class Listen:
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> Listen:
+        """``2055``, ``127.0.0.1:2055``, ``[::1]:4739`` or ``::1/4739``."""
+        t = text.strip()
+        if t.isdigit():
+            return cls("0.0.0.0", int(t))
+        if t.startswith("["):
+            host, _, port = t[1:].partition("]:")
+        elif "/" in t:
+            host, _, port = t.rpartition("/")
+        else:
+            host, _, port = t.rpartition(":")
+        if not port.isdigit() or not 0 < int(port) < 65536 or not host:
+            raise ListenError(f"not a listen address (HOST:PORT, [V6]:PORT or PORT): {text!r}")
+        return cls(host, int(port))
+
+
+def open_socket(listen: Listen) -> socket.socket:
+    family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECV_BUFFER)
+        sock.bind((listen.host, listen.port))
+    except OSError as exc:
+        sock.close()
+        raise ListenError(f"cannot listen on {listen.host} port {listen.port}: {exc}") from exc
+    sock.setblocking(False)
+    return sock
+
+
+class Collector:
+    def __init__(self, store: FlowStore, listens: list[Listen], decoder: Decoder, *,
+                 max_rows: int = 200_000, max_seconds: float = 2.0,
+                 status_path: Path | None = None, state_every: float = 5.0) -> None:
+        self.store = store
+        self.decoder = decoder
+        self.writer = store.writer(max_rows=max_rows, max_seconds=max_seconds)
+        self.sockets = [open_socket(lst) for lst in listens]
+        self.status_path = status_path
+        self.state_every = state_every
+        self._stop = False
+        self.accepted = 0
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        return [s.getsockname()[:2] for s in self.sockets]
+
+    def stop(self, *_: object) -> None:
+        self._stop = True
+
+    def install_signals(self) -> None:
+        def handler(signum: int, frame: FrameType | None) -> None:
+            self.stop()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    def run(self, tick: Callable[[Collector], None] | None = None,
+            tick_seconds: float = 1.0) -> None:
+        """Receive until :meth:`stop`; then drain what is queued, flush and save state."""
+        sel = selectors.DefaultSelector()
+        for s in self.sockets:
+            sel.register(s, selectors.EVENT_READ)
+        last_state = last_tick = time.monotonic()
+        try:
+            while not self._stop:
+                for key, _ in sel.select(timeout=0.2):
+                    self._drain(key.fileobj)  # type: ignore[arg-type]
+                self.writer.flush_if_due()
+                now = time.monotonic()
+                if now - last_state >= self.state_every:
+                    last_state = now
+                    self._save()
+                if tick is not None and now - last_tick >= tick_seconds:
+                    last_tick = now
+                    tick(self)
+            for s in self.sockets:  # what the kernel already holds was accepted too
+                self._drain(s)
+        finally:
+            sel.close()
+            self.close()
+
+    def _drain(self, sock: socket.socket, limit: int = 1024) -> None:
+        """Take what the socket holds (up to ``limit``) and decode it as one batch."""
+        batch: list[tuple[bytes, str]] = []
+        recv = sock.recvfrom
+        for _ in range(limit):
+            try:
+                data, addr = recv(MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:  # e.g. ICMP errors surfaced on the socket: keep going
+                log.debug("receive error: %s", exc)
+                break
+            batch.append((data, addr[0]))
+        if not batch:
+            return
+        table = self.decoder.decode_many(batch, time.time())
+        if table is not None:
+            self.writer.write(table)
+            self.accepted += table.num_rows
+
+    def _save(self) -> None:
+        try:
+            if self.decoder.state_dirty:
+                self.decoder.save_state()
+            if self.status_path is not None:
+                tmp = self.status_path.with_suffix(".tmp")
+                tmp.write_text(json.dumps(self.decoder.status.as_dict()))
+                os.replace(tmp, self.status_path)
+        except OSError as exc:
+            log.warning("cannot save collector state: %s", exc)
+
+    def close(self) -> None:
+        try:
+            self.writer.close()
+        finally:
+            self._save()
+            self.decoder.save_state()
+            for s in self.sockets:
+                s.close()
