@@ -7,10 +7,13 @@ hint is a necessary condition, never a sufficient one: engines still apply the w
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 
 from flowatlas.addresses import Prefix
 from flowatlas.query.expr import AddrMatch, And, Direction, Expr, Or
+from flowatlas.query.window import Window
 
 MAX_HINT_PREFIXES = 256
 """Past this many ranges the pruning costs more than the scan it saves."""
@@ -49,3 +52,26 @@ def _hint(expr: Expr) -> EndpointHint | None:
         prefixes = tuple(sorted({p for h in known for p in h.prefixes}))
         return EndpointHint(direction, prefixes)
     return None
+
+
+def day_windows(days: Sequence[date], window: Window, newest_first: bool) -> Iterator[Window]:
+    """Sub-windows over groups of 1, 2, 4, ... whole days, newest (or oldest) first.
+
+    Day partitions hold flows by start time, so every flow of a later group is newer than every
+    flow of an earlier one: a "newest N flows" query can stop at the first groups that give N
+    rows. A heavy host is answered from its last day; a rare one costs about log2(days) queries.
+    """
+    ordered = sorted(set(days), reverse=newest_first)
+    i, size = 0, 1
+    while i < len(ordered):
+        group = ordered[i : i + size]
+        since = datetime.combine(min(group), time(), UTC)
+        until = datetime.combine(max(group) + timedelta(days=1), time(), UTC)
+        if window.since and window.since > since:
+            since = window.since
+        if window.until and window.until < until:
+            until = window.until
+        if since < until:
+            yield Window(since, until)
+        i += size
+        size *= 2
