@@ -101,3 +101,53 @@ def test_spearman_matches_definition() -> None:
     assert spearman(x, -x) == pytest.approx(-1.0)
     assert spearman(x, np.array([2.0, 1.0, 4.0, 3.0, 5.0])) == pytest.approx(0.8)
     assert spearman(x, np.ones(5)) == 0.0
+
+
+@pytest.fixture(scope="module")
+def busy(tmp_path_factory: pytest.TempPathFactory) -> Atlas:
+    """Three days: a seed reaches a server that is busy on the last day (30 clients) and
+    quieter on the first (10 others); a one-day peer of a "C2" with a fan-out of 1200."""
+    day = 86_400.0
+    parts = [flows(["10.9.9.9"], ["198.51.100.60"], [10.0], dport=443)]
+    first = [f"10.2.0.{i}" for i in range(1, 11)]
+    last = [f"10.3.0.{i}" for i in range(1, 31)]
+    parts.append(flows(first, ["198.51.100.60"] * 10, np.arange(10) * 5.0 + 100))
+    parts.append(flows(last, ["198.51.100.60"] * 30, np.arange(30) * 5.0 + 2 * day + 100))
+    # The "C2" 198.51.100.70: a victim checking in on three days, a wide one-day peer.
+    # (The busy day must be the store's last day: that is the day the probe reads.)
+    parts.append(flows(["10.4.0.1"] * 7, ["198.51.100.70"] * 7,
+                       np.arange(7) * 0.3 * day + 50, dport=8443))
+    parts.append(flows(["198.51.100.70"] * 7, ["10.4.0.1"] * 7, np.arange(7) * 0.3 * day + 51,
+                       sport=8443, dport=40000))
+    wide = [f"10.{5 + i // 250}.{i % 250}.1" for i in range(1200)]
+    parts.append(flows(["10.6.6.6"] * 1200, wide, day + np.arange(1200) * 1.0, dport=80))
+    parts.append(flows(["10.6.6.6"], ["198.51.100.70"], [day + 5000.0], dport=8443))
+    store = FlowStore(tmp_path_factory.mktemp("busy") / "store")
+    store.append(pa.concat_tables(parts))
+    return Atlas(store)
+
+
+def test_graph_probe_finds_busy_hub_without_reading_its_months(busy: Atlas) -> None:
+    g = peer_graph(busy, ["10.9.9.9"], hops=2, max_degree=20)
+    nodes = {r["addr"]: r for r in g.nodes.to_pylist()}
+    hub = nodes["198.51.100.60"]
+    assert hub["hub"] is True
+    assert hub["degree"] == 30  # what the probe day alone shows: a lower bound
+    assert "alone" in hub["why_leaf"]
+    assert not any(a.startswith("10.2.0.") or a.startswith("10.3.0.") for a in nodes)
+    # Under a higher cap the probe passes it, the whole window is read and it is expanded.
+    wide = {r["addr"]: r for r in peer_graph(busy, ["10.9.9.9"], hops=2,
+                                             max_degree=50).nodes.to_pylist()}
+    assert wide["198.51.100.60"]["hub"] is False
+    assert wide["198.51.100.60"]["degree"] == 41
+    assert "10.2.0.1" in wide and "10.3.0.30" in wide
+
+
+def test_victims_fanout_measured_on_the_one_day_only(busy: Atlas) -> None:
+    from flowatlas.analytics import classify_peers
+
+    rep = {r["peer"]: r for r in classify_peers(busy, ["198.51.100.70"]).peers.to_pylist()}
+    assert rep["10.6.6.6"]["label"] == "scanner"
+    assert rep["10.6.6.6"]["fanout"] == 1201
+    assert rep["10.4.0.1"]["label"] == "victim"
+    assert rep["10.4.0.1"]["fanout"] == -1  # several days: fan-out cannot change its label

@@ -59,6 +59,12 @@ def parse_addresses(texts: list[str] | tuple[str, ...], what: str = "address") -
     return out
 
 
+def key_prefixes(keys: Addrs) -> list[Prefix]:
+    """Single-address prefixes for many keys (one text conversion for all of them)."""
+    texts = addr_text(np.asarray(keys, dtype=ADDR))
+    return [Prefix(k.tobytes(), k.tobytes(), t) for k, t in zip(keys, texts, strict=True)]
+
+
 def key_prefix(key: np.void) -> Prefix:
     raw = key.tobytes()
     text = addr_text(np.array([key], dtype=ADDR))[0]

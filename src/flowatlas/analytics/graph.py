@@ -1,15 +1,18 @@
 """Peer graph: who talked to whom around seed addresses, hop by hop.
 
-Each hop is one aggregate anchored at the frontier (split into chunks the planner can prune),
-grouped by (local, peer, direction, destination port). Nodes whose fan-in/fan-out exceeds a cap,
-or that a network class table calls infrastructure (CDN, resolvers), are hubs: they stay in the
+Each hop reads its frontier's edges with one-sided aggregates (flows from the nodes, flows to
+them), grouped by (node, peer, destination port). Nodes whose distinct peers exceed a cap, or
+that a network class table calls infrastructure (CDN, resolvers), are hubs: they stay in the
 graph as leaves with their degree recorded, but are not expanded, so one CDN does not pull in
-half the internet.
+half the internet. Hubs are found before their edges are read (class, then a one-day probe),
+and each hop expands a bounded number of the strongest ties: on a large store every expanded
+node costs a lookup over the whole window.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -18,12 +21,13 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from flowatlas.analytics import groups as g
-from flowatlas.analytics.frame import ADDR, AnalyticsError, addr_keys, addr_text, key_prefix
+from flowatlas.analytics.frame import ADDR, AnalyticsError, addr_keys, addr_text, key_prefixes
 from flowatlas.analytics.netclass import INFRASTRUCTURE, NetClassTable
 from flowatlas.atlas import Atlas
 from flowatlas.query.expr import AddrMatch, Direction, conjoin
 from flowatlas.query.model import AggregateQuery, Selection
 from flowatlas.query.plan import MAX_HINT_PREFIXES
+from flowatlas.query.window import Window
 
 TS = pa.timestamp("us", "UTC")
 
@@ -84,12 +88,14 @@ def _graphml_value(v: Any) -> str:
 
 def peer_graph(atlas: Atlas, seeds: list[str], selection: Selection | None = None, *,
                hops: int = 1, max_degree: int = 200, netclass: NetClassTable | None = None,
-               max_nodes: int = 20_000) -> PeerGraph:
+               max_nodes: int = 20_000, max_expand: int = 32) -> PeerGraph:
     """The graph of peers within ``hops`` of ``seeds`` over the selection's window."""
     if not 1 <= hops <= 6:
         raise AnalyticsError(f"--hops {hops}: must be 1..6")
     if max_degree < 1:
         raise AnalyticsError("--max-degree must be >= 1")
+    if max_expand < 1:
+        raise AnalyticsError("--max-expand must be >= 1")
     from flowatlas.analytics.frame import addr_key
 
     seed_keys = np.unique(np.array([addr_key(s) for s in seeds], dtype=ADDR))
@@ -98,13 +104,41 @@ def peer_graph(atlas: Atlas, seeds: list[str], selection: Selection | None = Non
     node_hop: dict[bytes, int] = {k.tobytes(): 0 for k in seed_keys}
     degree: dict[bytes, int] = {}
     hub_reason: dict[bytes, str] = {}
+    unexpanded: dict[bytes, str] = {}
     edge_parts: list[pa.Table] = []
     frontier = list(seed_keys)
+    probe = _probe_window(atlas, base)
     for hop in range(1, hops + 1):
         if not frontier:
             break
-        rows = _edges_of(atlas, base, frontier)
+        # Hubs are found before their edges are read: by class, then by a one-day probe.
+        others = [k for k in frontier if node_hop.get(k.tobytes()) != 0]
+        classes_f = netclass.lookup(np.array(others, dtype=ADDR)) if others else []
+        for key, cls in zip(others, classes_f, strict=True):
+            if cls in INFRASTRUCTURE:
+                hub_reason[key.tobytes()] = f"network class {cls}"
+        others = [k for k in others if k.tobytes() not in hub_reason]
+        # Reading a node's whole window costs a lookup per node (tens of ms on a large store),
+        # so each hop expands at most ``max_expand`` nodes: the strongest ties first (frontier
+        # order), probing candidates a chunk at a time until enough non-hubs are found.
+        chosen: list[np.void] = []
+        pos = 0
+        while pos < len(others) and len(chosen) < max_expand:
+            batch = others[pos:pos + MAX_HINT_PREFIXES]
+            pos += len(batch)
+            hubs = _probe_hubs(atlas, probe, batch, max_degree) if probe is not None else {}
+            for raw, (deg_day, why) in hubs.items():
+                degree[raw] = deg_day
+                hub_reason[raw] = why
+            chosen += [k for k in batch if k.tobytes() not in hubs]
+        for k in chosen[max_expand:] + others[pos:]:
+            unexpanded[k.tobytes()] = (f"not expanded: beyond the {max_expand} strongest "
+                                       f"ties of hop {hop - 1}")
+        chosen = chosen[:max_expand]
+        expand = [k for k in frontier if node_hop.get(k.tobytes()) == 0] + chosen
+        rows = _edges_of(atlas, base, expand)
         if rows.num_rows == 0:
+            frontier = []
             continue
         local = addr_keys(rows.column("local"))
         peer = addr_keys(rows.column("peer"))
@@ -114,53 +148,132 @@ def peer_graph(atlas: Atlas, seeds: list[str], selection: Selection | None = Non
         uniq_pairs = np.unique(pair, return_index=True)[1]
         deg = np.bincount(lid[uniq_pairs], minlength=int(lid.max()) + 1)
         ulocal = local[np.unique(lid, return_index=True)[1]]
-        classes = netclass.lookup(ulocal)
         expanded = np.ones(len(ulocal), dtype=bool)
-        for i, key in enumerate(ulocal):
+        for i, key in enumerate(ulocal):  # one per frontier node
             raw = key.tobytes()
             degree[raw] = int(deg[i])
             if node_hop.get(raw) == 0:
                 continue  # seeds are always expanded: the user asked about them
             if deg[i] > max_degree:
                 hub_reason[raw] = f"degree {int(deg[i])} > {max_degree}"
-            elif classes[i] in INFRASTRUCTURE:
-                hub_reason[raw] = f"network class {classes[i]}"
-            if raw in hub_reason:
                 expanded[i] = False
         # A hub keeps only its edges to nodes already in the graph.
-        known = np.array([p.tobytes() in node_hop for p in peer], dtype=bool)
+        known = _member(peer, np.array(list(node_hop), dtype=ADDR))
         keep = expanded[lid] | known
         rows = rows.filter(pa.array(keep))
         peer = peer[keep]
         new = []
-        for key in np.unique(peer):
+        # Strongest ties first: the next hop expands from the top of this list.
+        weight = rows.column("flows").to_numpy().astype(np.float64)
+        pid = g.dense_ids(peer)
+        tie = np.bincount(pid, weights=weight)
+        first = np.unique(pid, return_index=True)[1]
+        for j in np.argsort(-tie, kind="stable").tolist():
+            key = peer[first[j]]
             raw = key.tobytes()
             if raw not in node_hop and len(node_hop) < max_nodes:
                 node_hop[raw] = hop
                 new.append(key)
         if len(node_hop) >= max_nodes:
-            rows = rows.filter(pa.array([p.tobytes() in node_hop for p in peer], type=pa.bool_()))
+            rows = rows.filter(pa.array(_member(peer, np.array(list(node_hop), dtype=ADDR))))
         edge_parts.append(rows)
         frontier = new
     edges = _merge_edges(edge_parts)
-    nodes = _nodes(node_hop, degree, hub_reason, netclass, edges)
+    nodes = _nodes(node_hop, degree, hub_reason, unexpanded, netclass, edges)
     return PeerGraph(nodes, edges, [str(s) for s in seeds], hops, max_degree)
 
 
-def _edges_of(atlas: Atlas, base: Selection, frontier: list[np.void]) -> pa.Table:
+def _member(keys: npt.NDArray[np.void], members: npt.NDArray[np.void]) -> npt.NDArray[np.bool_]:
+    """Whether each key is one of ``members`` (vectorised: sort and binary search)."""
+    if len(members) == 0 or len(keys) == 0:
+        return np.zeros(len(keys), dtype=bool)
+    s = np.sort(members)
+    idx = np.minimum(np.searchsorted(s, keys), len(s) - 1)
+    out: npt.NDArray[np.bool_] = s[idx] == keys
+    return out
+
+
+def _probe_window(atlas: Atlas, base: Selection) -> Selection | None:
+    """The last stored day of the selection's window: where hubs are told apart cheaply."""
+    w = base.window
+    days = [d for d in atlas.store.days()
+            if (w.since is None or _day_end(d) > w.since)
+            and (w.until is None or _day_start(d) < w.until)]
+    if len(days) < 2:
+        return None  # the whole window is one day: the full query is the probe
+    lo, hi = _day_start(days[-1]), _day_end(days[-1])
+    if w.since is not None:
+        lo = max(lo, w.since)
+    if w.until is not None:
+        hi = min(hi, w.until)
+    return Selection(base.filter, Window(lo, hi), base.scope)
+
+
+def _day_start(d: date) -> datetime:
+    return datetime(d.year, d.month, d.day, tzinfo=UTC)
+
+
+def _day_end(d: date) -> datetime:
+    return _day_start(d) + timedelta(days=1)
+
+
+def _probe_hubs(atlas: Atlas, probe: Selection, nodes: list[np.void], max_degree: int
+                ) -> dict[bytes, tuple[int, str]]:
+    """Nodes with more than ``max_degree`` distinct peers on the probe day alone.
+
+    Distinct peers over the whole window are at least those of one day, so these are hubs
+    whatever the full query would say; skipping their full edge list keeps a busy server from
+    costing a scan of months of its traffic.
+    """
+    out: dict[bytes, tuple[int, str]] = {}
+    day = probe.window.since.date().isoformat() if probe.window.since else "the last day"
+    t = _one_sided(atlas, probe, nodes, MAX_HINT_PREFIXES, ())
+    if t.num_rows == 0:
+        return out
+    local = addr_keys(t.column("local"))
+    pair = g.dense_ids(local, addr_keys(t.column("peer")))
+    first = np.unique(pair, return_index=True)[1]
+    ulocal, counts = np.unique(local[first], return_counts=True)
+    for key, n in zip(ulocal[counts > max_degree], counts[counts > max_degree], strict=True):
+        out[key.tobytes()] = (int(n), f"{int(n)} peers on {day} alone > {max_degree}")
+    return out
+
+
+# Each address in a query adds a comparison per row read; past a few dozen, one query costs
+# more than several (measured on the 100M-flow store: 32-64 per query is near the best per node).
+EDGE_CHUNK = 32
+
+
+def _one_sided(atlas: Atlas, base: Selection, nodes: list[np.void], chunk: int,
+               extra: tuple[str, ...]) -> pa.Table:
+    """Flows from and to ``nodes`` as (local, peer, direction, *extra) groups.
+
+    Two one-sided queries (source-sorted, then destination-sorted copy) instead of one
+    either-side query: no anchored CASE per key and no "not from the chunk" condition to
+    evaluate per row. A flow between two of the nodes comes back from both ends.
+    """
     parts = []
-    prefixes = [key_prefix(k) for k in frontier]
-    for i in range(0, len(prefixes), MAX_HINT_PREFIXES):
-        chunk = tuple(prefixes[i:i + MAX_HINT_PREFIXES])
-        sel = Selection(conjoin(AddrMatch(Direction.ANY, chunk), base.filter), base.window,
-                        base.scope)
-        parts.append(atlas.aggregate(AggregateQuery(
-            sel, keys=("local", "peer", "direction", "dst_port"), limit=None, anchor=chunk)))
-    table = pa.concat_tables(parts) if parts else pa.table({})
-    if parts and len(parts) > 1:
-        # A flow between two chunks is seen from both; keep each (local, peer) from one side.
-        pass
-    return table
+    prefixes = key_prefixes(np.array(nodes, dtype=ADDR))
+    for i in range(0, len(prefixes), chunk):
+        part = tuple(prefixes[i:i + chunk])
+        for direction, own, other, label in ((Direction.SRC, "src_addr", "dst_addr", "out"),
+                                             (Direction.DST, "dst_addr", "src_addr", "in")):
+            sel = Selection(conjoin(AddrMatch(direction, part), base.filter), base.window,
+                            base.scope)
+            t = atlas.aggregate(AggregateQuery(sel, keys=(own, other, *extra), limit=None))
+            if t.num_rows == 0:
+                continue
+            cols = {"local": t.column(own), "peer": t.column(other),
+                    "direction": pa.array([label] * t.num_rows, pa.string())}
+            cols.update({k: t.column(k) for k in (*extra, "flows", "packets", "bytes", "first",
+                                                  "last")})
+            parts.append(pa.table(cols))
+    return pa.concat_tables(parts) if parts else pa.table({})
+
+
+def _edges_of(atlas: Atlas, base: Selection, frontier: list[np.void]) -> pa.Table:
+    # A flow between two frontier nodes is reported from both ends; _merge_edges keeps one.
+    return _one_sided(atlas, base, frontier, EDGE_CHUNK, ("dst_port",))
 
 
 def _merge_edges(parts: list[pa.Table]) -> pa.Table:
@@ -177,7 +290,7 @@ def _merge_edges(parts: list[pa.Table]) -> pa.Table:
     peer = addr_keys(t.column("peer"))
     out = np.asarray(t.column("direction").to_pylist(), dtype=object) == "out"
     # Undirected edge key: the pair in byte order, so each edge is counted once.
-    swap = np.array([a.tobytes() > b.tobytes() for a, b in zip(local, peer, strict=True)], dtype=bool)
+    swap = _greater(local, peer)
     a = np.where(swap, peer, local)
     b = np.where(swap, local, peer)
     a_to_b = out != swap
@@ -214,6 +327,14 @@ def _merge_edges(parts: list[pa.Table]) -> pa.Table:
     }).sort_by([("bytes", "descending")])
 
 
+def _greater(a: npt.NDArray[np.void], b: npt.NDArray[np.void]) -> npt.NDArray[np.bool_]:
+    """Bytewise ``a > b`` for 16-byte keys, as two big-endian 64-bit halves."""
+    x = np.ascontiguousarray(a).view(">u8").reshape(-1, 2)
+    y = np.ascontiguousarray(b).view(">u8").reshape(-1, 2)
+    out: npt.NDArray[np.bool_] = (x[:, 0] > y[:, 0]) | ((x[:, 0] == y[:, 0]) & (x[:, 1] > y[:, 1]))
+    return out
+
+
 def _top_ports(eid: npt.NDArray[np.int64], port: npt.NDArray[np.int64],
                flows: npt.NDArray[np.int64], n: int = 5) -> dict[int, str]:
     """The ``n`` destination ports carrying most flows on each edge, as text."""
@@ -232,7 +353,7 @@ def _top_ports(eid: npt.NDArray[np.int64], port: npt.NDArray[np.int64],
 
 
 def _nodes(node_hop: dict[bytes, int], degree: dict[bytes, int], hub: dict[bytes, str],
-           netclass: NetClassTable, edges: pa.Table) -> pa.Table:
+           unexpanded: dict[bytes, str], netclass: NetClassTable, edges: pa.Table) -> pa.Table:
     keys = np.array(list(node_hop), dtype=ADDR)
     text = addr_text(keys)
     flows: dict[str, int] = {}
@@ -246,7 +367,7 @@ def _nodes(node_hop: dict[bytes, int], degree: dict[bytes, int], hub: dict[bytes
     return pa.table({
         "addr": text, "hop": [node_hop[r] for r in raws],
         "degree": pa.array([degree.get(r) for r in raws], pa.int64()),
-        "hub": [r in hub for r in raws], "why_leaf": [hub.get(r, "") for r in raws],
+        "hub": [r in hub for r in raws], "why_leaf": [hub.get(r, unexpanded.get(r, "")) for r in raws],
         "class": netclass.lookup(keys), "flows": [flows.get(t, 0) for t in text],
         "bytes": [byts.get(t, 0) for t in text],
     }).sort_by([("hop", "ascending"), ("bytes", "descending")])

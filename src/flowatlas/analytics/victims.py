@@ -4,13 +4,14 @@ One pruned query fetches every flow touching the C2s; each flow is oriented (whi
 C2, who initiated, on which service port) and the peers' evidence is aggregated per
 (peer, C2): flows and bytes both ways, active days, probe share (SYN-only/unanswered flows),
 admin-port contact, beacon score of the peer's check-ins, how many of the given C2s it touches,
-its fan-out across other destinations (one aggregate over the peers), and its network class.
+its fan-out on its day where that can change the label, and its network class.
 Ordered rules then label each peer; victims carry a confidence from how much evidence agrees.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,7 @@ from flowatlas.analytics.frame import (
     addr_keys,
     addr_text,
     fetch_touching,
-    key_prefix,
+    key_prefixes,
     parse_addresses,
 )
 from flowatlas.analytics.netclass import EYEBALL, INFRASTRUCTURE, SECURITY, NetClassTable
@@ -33,12 +34,16 @@ from flowatlas.atlas import Atlas
 from flowatlas.query.expr import AddrMatch, Direction, conjoin
 from flowatlas.query.model import AggregateQuery, Selection
 from flowatlas.query.plan import MAX_HINT_PREFIXES
+from flowatlas.query.window import Window
 
 ADMIN_PORTS = frozenset({22, 23, 3389, 5900, 5985, 5986, 2222, 50050, 8834, 10000})
 SYN, ACK = 0x02, 0x10
 DAY_US = 86_400 * 1_000_000
 LABELS = ("victim", "operator", "scanner", "researcher", "infrastructure", "unknown")
 FANOUT_CAP = 1000
+# Each measured peer costs part of a lookup on its day; popular "C2s" have tens of thousands of
+# one-day peers, so fan-out is measured for this many at most (most flows to the C2s first).
+FANOUT_MAX_PEERS = 128
 
 
 @dataclass
@@ -127,7 +132,12 @@ def classify_peers(atlas: Atlas, c2s: list[str], selection: Selection | None = N
                 if r is not None:
                     beacon[r] = max(beacon[r], float(scores.score[j]))
     classes = netclass.lookup(kp)
-    fan = _fanout(atlas, kp, base) if fanout else np.full(n, -1, np.int64)
+    # Fan-out only decides "scanner" for a one-day peer not already explained otherwise, so
+    # only those peers are measured, each over its one day (-1: not measured).
+    need = ((days <= 1) & (probes < 0.5) & (beacon < 0.5)
+            & ~np.isin(np.asarray(classes, dtype=object), list(INFRASTRUCTURE)))
+    fan = (_fanout(atlas, kp, first // DAY_US, need, flows, base) if fanout
+           else np.full(n, -1, np.int64))
 
     label, conf, why = _rules(n, classes, probes, flows, up, down, days, admin, on_svc,
                               init_share, beacon, touches, fan, rate)
@@ -166,20 +176,33 @@ def _service_ports(c2: npt.NDArray[np.void], c2_port: npt.NDArray[np.int32],
     return {k2: v[1] for k2, v in best.items()}
 
 
-def _fanout(atlas: Atlas, peers: npt.NDArray[np.void], base: Selection) -> npt.NDArray[np.int64]:
-    """Distinct destinations each peer sent to in the window (one aggregate per 256 peers)."""
-    uniq, inv = np.unique(peers, return_inverse=True)
-    out = np.zeros(len(uniq), np.int64)
-    for i in range(0, len(uniq), MAX_HINT_PREFIXES):
-        chunk = tuple(key_prefix(k) for k in uniq[i:i + MAX_HINT_PREFIXES])
-        sel = Selection(conjoin(AddrMatch(Direction.SRC, chunk), base.filter), base.window,
-                        base.scope)
-        t = atlas.aggregate(AggregateQuery(sel, keys=("src_addr", "dst_addr"), limit=None))
-        if t.num_rows:
-            src = addr_keys(t.column("src_addr"))
-            pos = np.searchsorted(uniq, src)
-            out += np.bincount(pos, minlength=len(uniq))
-    return out[inv.ravel()]
+def _fanout(atlas: Atlas, peers: npt.NDArray[np.void], day: npt.NDArray[np.int64],
+            need: npt.NDArray[np.bool_], weight: npt.NDArray[np.int64], base: Selection
+            ) -> npt.NDArray[np.int64]:
+    """Distinct destinations each needed peer sent to on its day (one aggregate per day and
+    256 peers, each pruned to that day's files and the peers' rows); -1 where not needed."""
+    out = np.full(len(peers), -1, np.int64)
+    rows = np.flatnonzero(need)
+    rows = rows[np.argsort(-weight[rows], kind="stable")[:FANOUT_MAX_PEERS]]
+    for d in np.unique(day[rows]).tolist():
+        these = rows[day[rows] == d]
+        uniq, inv = np.unique(peers[these], return_inverse=True)
+        counts = np.zeros(len(uniq), np.int64)
+        w = base.window
+        since = datetime.fromtimestamp(d * 86_400, UTC)
+        until = since + timedelta(days=1)
+        window = Window(max(since, w.since) if w.since else since,
+                        min(until, w.until) if w.until else until)
+        for i in range(0, len(uniq), MAX_HINT_PREFIXES):
+            chunk = tuple(key_prefixes(uniq[i:i + MAX_HINT_PREFIXES]))
+            sel = Selection(conjoin(AddrMatch(Direction.SRC, chunk), base.filter), window,
+                            base.scope)
+            t = atlas.aggregate(AggregateQuery(sel, keys=("src_addr", "dst_addr"), limit=None))
+            if t.num_rows:
+                pos = np.searchsorted(uniq, addr_keys(t.column("src_addr")))
+                counts += np.bincount(pos, minlength=len(uniq))
+        out[these] = counts[inv.ravel()]
+    return out
 
 
 def _rules(n: int, classes: list[str], probes: Any, flows: Any, up: Any, down: Any, days: Any,
