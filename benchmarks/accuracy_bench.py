@@ -22,9 +22,12 @@ from typing import Any
 
 import numpy as np
 
+from flowatlas.addresses import parse_prefix
 from flowatlas.analytics import NetClassTable, classify_peers, find_beacons, trace
 from flowatlas.analytics.frame import AnalyticsError
 from flowatlas.atlas import Atlas
+from flowatlas.formats import to_records
+from flowatlas.query.model import AggregateQuery
 from flowatlas.simulate import ScenarioConfig, SimConfig, simulate
 
 END = datetime(2026, 5, 1, tzinfo=UTC)
@@ -39,6 +42,23 @@ def average_precision(scores: list[float], labels: list[bool]) -> float:
     tp = np.cumsum(y)
     precision = tp / np.arange(1, len(y) + 1)
     return float((precision * y).sum() / y.sum())
+
+
+def ap_of(pairs: list[tuple[float, bool]]) -> float:
+    return average_precision([p[0] for p in pairs], [p[1] for p in pairs])
+
+
+def days_seen(atlas: Atlas, c2s: list[str]) -> dict[tuple[str, str], int]:
+    """Distinct UTC days on which the store holds records between each peer and each C2."""
+    out: dict[tuple[str, str], int] = {}
+    for c2 in c2s:
+        prefix = parse_prefix(c2)
+        t = atlas.aggregate(AggregateQuery(Atlas.select(f"ip {c2}"), keys=("peer",),
+                                           bin_seconds=86_400, limit=None, anchor=(prefix,)))
+        for rec in to_records(t.select(["peer"])):
+            key = (str(rec["peer"]), c2)
+            out[key] = out.get(key, 0) + 1
+    return out
 
 
 def pr(pred: set[str], truth: set[str]) -> tuple[float, float]:
@@ -66,11 +86,25 @@ def run_world(seed: int, rate: int, flows: int, days: float, out: dict[str, Any]
         report = classify_peers(atlas, [c["address"] for c in c2s], netclass=nc)
         out["victims_s"].append(time.perf_counter() - t0)
         peers = report.peers.to_pylist()
-        victims = {v["address"] for c in c2s for v in c["victims"] if v["observed_records"]}
-        operators = {o["address"] for c in c2s for o in c["operators"] if o["observed_records"]}
-        out["victims_pred"] += [(p["peer"], p["label"]) for p in peers]
+        # Truth: every planted victim/operator whose path an exporter observes, whether or not
+        # sampling kept any of its records. Findable: what the store shows, counted here from
+        # the store itself (not from the classifier): victims with records on >= 2 distinct
+        # days (one day cannot tell an infection from a visit), operators with any record.
+        seen_days = days_seen(atlas, [c["address"] for c in c2s])
+        victims = {v["address"] for c in c2s for v in c["victims"] if v["path_observed"]}
+        operators = {o["address"] for c in c2s for o in c["operators"] if o["path_observed"]}
+        v_findable = {v["address"] for c in c2s for v in c["victims"] if v["path_observed"]
+                      and seen_days.get((v["address"], c["address"]), 0) >= 2}
+        o_findable = {o["address"] for c in c2s for o in c["operators"] if o["path_observed"]
+                      and seen_days.get((o["address"], c["address"]), 0) >= 1}
         out["victims_truth"] |= {f"{seed}/{v}" for v in victims}
+        out["victims_findable"] |= {f"{seed}/{v}" for v in v_findable}
         out["operators_truth"] |= {f"{seed}/{o}" for o in operators}
+        out["operators_findable"] |= {f"{seed}/{o}" for o in o_findable}
+        listed = {p["peer"] for p in peers}
+        # Planted peers the report does not list at all are misses at score 0.
+        out["victim_scores"] += [(0.0, True) for v in victims - listed]
+        out["operator_scores"] += [(0.0, True) for o in operators - listed]
         for p in peers:
             key = f"{seed}/{p['peer']}"
             if p["label"] == "victim":
@@ -140,20 +174,25 @@ def main() -> None:
     trace_rows: dict[int, list[Any]] = {}
     for rate in rates:
         out: dict[str, Any] = defaultdict(list)
-        for k in ("victims_truth", "operators_truth", "victim_pred", "operator_pred"):
+        for k in ("victims_truth", "victims_findable", "operators_truth", "operators_findable",
+                  "victim_pred", "operator_pred"):
             out[k] = set()
         for seed in range(1, args.seeds + 1):
             run_world(seed, rate, args.flows, args.days, out)
         vp, vr = pr(out["victim_pred"], out["victims_truth"])
+        _, vr_f = pr(out["victim_pred"], out["victims_findable"])
         op, orr = pr(out["operator_pred"], out["operators_truth"])
-        v_ap = average_precision(*zip(*out["victim_scores"], strict=True))
-        o_ap = average_precision(*zip(*out["operator_scores"], strict=True))
-        b_ap = average_precision(*zip(*out["beacon_scores"], strict=True))
+        _, or_f = pr(out["operator_pred"], out["operators_findable"])
+        v_ap = ap_of(out["victim_scores"])
+        o_ap = ap_of(out["operator_scores"])
+        b_ap = ap_of(out["beacon_scores"])
         print(f"== sampling 1:{rate} ==")
-        print(f"victims   precision {fmt(vp)} recall {fmt(vr)} PR-AUC {fmt(v_ap)} "
-              f"(truth {len(out['victims_truth'])}, labelled {len(out['victim_pred'])})")
-        print(f"operators precision {fmt(op)} recall {fmt(orr)} PR-AUC {fmt(o_ap)} "
-              f"(truth {len(out['operators_truth'])})")
+        print(f"victims   precision {fmt(vp)} recall {fmt(vr)} of {len(out['victims_truth'])} "
+              f"planted (path observed), {fmt(vr_f)} of {len(out['victims_findable'])} findable "
+              f"(records on >=2 days) PR-AUC {fmt(v_ap)} (labelled {len(out['victim_pred'])})")
+        print(f"operators precision {fmt(op)} recall {fmt(orr)} of "
+              f"{len(out['operators_truth'])} planted, {fmt(or_f)} of "
+              f"{len(out['operators_findable'])} with records PR-AUC {fmt(o_ap)}")
         print(f"beacons   PR-AUC {fmt(b_ap)} over {len(out['beacon_scores'])} scored pairs")
         trace_rows[rate] = out["trace"]
         print(f"times: victims {np.mean(out['victims_s']):.2f}s  beacons "
