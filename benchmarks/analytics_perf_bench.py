@@ -230,9 +230,9 @@ def main() -> None:
     if not args.no_scan:
         rows.append(("peer: full scans (top ports, count)", phase("scan")))
     print()
-    print(f"{'command':<32}{'wall s':>8}{'peak RSS MiB':>14}{'queries':>9}{'rows back':>11}  result")
+    print(f"{'command':<37}{'wall s':>8}{'peak RSS MiB':>14}{'queries':>9}{'rows back':>11}  result")
     for name, r in rows:
-        print(f"{name:<32}{r['wall_s']:>8.2f}{r['peak_rss_mib']:>14.0f}{r['queries']:>9}"
+        print(f"{name:<37}{r['wall_s']:>8.2f}{r['peak_rss_mib']:>14.0f}{r['queries']:>9}"
               f"{r['rows']:>11,}  {r['result']}")
     if not args.no_scan:
         scan = rows[-1][1]["wall_s"]

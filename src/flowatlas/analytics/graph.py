@@ -4,7 +4,7 @@ Each hop reads its frontier's edges with one-sided aggregates (flows from the no
 them), grouped by (node, peer, destination port). Nodes whose distinct peers exceed a cap, or
 that a network class table calls infrastructure (CDN, resolvers), are hubs: they stay in the
 graph as leaves with their degree recorded, but are not expanded, so one CDN does not pull in
-half the internet. Hubs are found before their edges are read (class, then a one-day probe),
+half the internet. Hubs are found before their edges are read (class, then one-day and seven-day probes),
 and each hop expands a bounded number of the strongest ties: on a large store every expanded
 node costs a lookup over the whole window.
 """
@@ -88,7 +88,7 @@ def _graphml_value(v: Any) -> str:
 
 def peer_graph(atlas: Atlas, seeds: list[str], selection: Selection | None = None, *,
                hops: int = 1, max_degree: int = 200, netclass: NetClassTable | None = None,
-               max_nodes: int = 20_000, max_expand: int = 32) -> PeerGraph:
+               max_nodes: int = 20_000, max_expand: int = 16) -> PeerGraph:
     """The graph of peers within ``hops`` of ``seeds`` over the selection's window."""
     if not 1 <= hops <= 6:
         raise AnalyticsError(f"--hops {hops}: must be 1..6")
@@ -107,7 +107,7 @@ def peer_graph(atlas: Atlas, seeds: list[str], selection: Selection | None = Non
     unexpanded: dict[bytes, str] = {}
     edge_parts: list[pa.Table] = []
     frontier = list(seed_keys)
-    probe = _probe_window(atlas, base)
+    probes = _probe_windows(atlas, base)
     for hop in range(1, hops + 1):
         if not frontier:
             break
@@ -120,21 +120,32 @@ def peer_graph(atlas: Atlas, seeds: list[str], selection: Selection | None = Non
         others = [k for k in others if k.tobytes() not in hub_reason]
         # Reading a node's whole window costs a lookup per node (tens of ms on a large store),
         # so each hop expands at most ``max_expand`` nodes: the strongest ties first (frontier
-        # order), probing candidates a chunk at a time until enough non-hubs are found.
+        # order). Candidates pass a one-day probe (256 per query), then a seven-day one (a
+        # node with few peers a day can still have thousands in months), before the full read.
         chosen: list[np.void] = []
+        pending: list[np.void] = []
         pos = 0
-        while pos < len(others) and len(chosen) < max_expand:
-            batch = others[pos:pos + MAX_HINT_PREFIXES]
-            pos += len(batch)
-            hubs = _probe_hubs(atlas, probe, batch, max_degree) if probe is not None else {}
+        while len(chosen) < max_expand and (pending or pos < len(others)):
+            if not pending:
+                batch = others[pos:pos + MAX_HINT_PREFIXES]
+                pos += len(batch)
+                hubs = _probe_hubs(atlas, probes[0], batch, max_degree) if probes else {}
+                pending = [k for k in batch if k.tobytes() not in hubs]
+            else:
+                take = pending[:max_expand - len(chosen)]
+                pending = pending[len(take):]
+                hubs = (_probe_hubs(atlas, probes[1], take, max_degree) if len(probes) > 1
+                        else {})
+                chosen += [k for k in take if k.tobytes() not in hubs]
             for raw, (deg_day, why) in hubs.items():
                 degree[raw] = deg_day
                 hub_reason[raw] = why
-            chosen += [k for k in batch if k.tobytes() not in hubs]
-        for k in chosen[max_expand:] + others[pos:]:
-            unexpanded[k.tobytes()] = (f"not expanded: beyond the {max_expand} strongest "
-                                       f"ties of hop {hop - 1}")
-        chosen = chosen[:max_expand]
+        others = [k for k in others if k.tobytes() not in hub_reason]
+        chosen_set = {k.tobytes() for k in chosen}
+        for k in others:
+            if k.tobytes() not in chosen_set:
+                unexpanded[k.tobytes()] = (f"not expanded: beyond the {max_expand} strongest "
+                                           f"ties of hop {hop - 1}")
         expand = [k for k in frontier if node_hop.get(k.tobytes()) == 0] + chosen
         rows = _edges_of(atlas, base, expand)
         if rows.num_rows == 0:
@@ -193,20 +204,24 @@ def _member(keys: npt.NDArray[np.void], members: npt.NDArray[np.void]) -> npt.ND
     return out
 
 
-def _probe_window(atlas: Atlas, base: Selection) -> Selection | None:
-    """The last stored day of the selection's window: where hubs are told apart cheaply."""
+def _probe_windows(atlas: Atlas, base: Selection) -> list[Selection]:
+    """The last stored day, then the last 7 stored days, of the selection's window (each only
+    when shorter than the window): where hubs are told apart cheaply."""
     w = base.window
     days = [d for d in atlas.store.days()
             if (w.since is None or _day_end(d) > w.since)
             and (w.until is None or _day_start(d) < w.until)]
-    if len(days) < 2:
-        return None  # the whole window is one day: the full query is the probe
-    lo, hi = _day_start(days[-1]), _day_end(days[-1])
-    if w.since is not None:
-        lo = max(lo, w.since)
-    if w.until is not None:
-        hi = min(hi, w.until)
-    return Selection(base.filter, Window(lo, hi), base.scope)
+    out = []
+    for n in (1, 7):
+        if len(days) <= n:
+            break  # the whole window is this short: the full query is the probe
+        lo, hi = _day_start(days[-n]), _day_end(days[-1])
+        if w.since is not None:
+            lo = max(lo, w.since)
+        if w.until is not None:
+            hi = min(hi, w.until)
+        out.append(Selection(base.filter, Window(lo, hi), base.scope))
+    return out
 
 
 def _day_start(d: date) -> datetime:
@@ -219,14 +234,17 @@ def _day_end(d: date) -> datetime:
 
 def _probe_hubs(atlas: Atlas, probe: Selection, nodes: list[np.void], max_degree: int
                 ) -> dict[bytes, tuple[int, str]]:
-    """Nodes with more than ``max_degree`` distinct peers on the probe day alone.
+    """Nodes with more than ``max_degree`` distinct peers in the probe window alone.
 
-    Distinct peers over the whole window are at least those of one day, so these are hubs
+    Distinct peers over the whole window are at least those of part of it, so these are hubs
     whatever the full query would say; skipping their full edge list keeps a busy server from
     costing a scan of months of its traffic.
     """
     out: dict[bytes, tuple[int, str]] = {}
-    day = probe.window.since.date().isoformat() if probe.window.since else "the last day"
+    since, until = probe.window.since, probe.window.until
+    span = ("the last day" if since is None or until is None else
+            f"{since.date().isoformat()} alone" if until - since <= timedelta(days=1) else
+            f"{since.date().isoformat()}..{(until - timedelta(days=1)).date().isoformat()}")
     t = _one_sided(atlas, probe, nodes, MAX_HINT_PREFIXES, ())
     if t.num_rows == 0:
         return out
@@ -235,7 +253,7 @@ def _probe_hubs(atlas: Atlas, probe: Selection, nodes: list[np.void], max_degree
     first = np.unique(pair, return_index=True)[1]
     ulocal, counts = np.unique(local[first], return_counts=True)
     for key, n in zip(ulocal[counts > max_degree], counts[counts > max_degree], strict=True):
-        out[key.tobytes()] = (int(n), f"{int(n)} peers on {day} alone > {max_degree}")
+        out[key.tobytes()] = (int(n), f"{int(n)} peers in {span} > {max_degree}")
     return out
 
 
