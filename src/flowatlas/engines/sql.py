@@ -34,6 +34,8 @@ from flowatlas.query.plan import EndpointHint, endpoint_hint
 from flowatlas.schema import FIELD_NAMES
 from flowatlas.store import Snapshot
 
+_COLUMNS = ", ".join(FIELD_NAMES)
+
 
 class Statement:
     """SQL text and its parameters, referenced by number (``$1``) so text can be reused."""
@@ -51,10 +53,13 @@ class SqlDialect:
     """ANSI-ish SQL as DuckDB speaks it; subclasses adjust for other engines."""
 
     def read_files(self, st: Statement, paths: Sequence[str]) -> str:
-        return f"read_parquet({st.bind(list(paths))})"
+        # File names come from the store's manifests, never from users; they are quoted as
+        # literals because DuckDB must know a table function's files to bind its columns.
+        files = ", ".join("'" + p.replace("'", "''") + "'" for p in paths)
+        return f"read_parquet([{files}])"
 
     def empty_source(self) -> str:
-        return "(SELECT * FROM flowatlas_empty)"
+        return f"(SELECT {_COLUMNS} FROM flowatlas_empty)"
 
     def time_bin(self, seconds: int) -> str:
         return f"time_bucket(INTERVAL '{int(seconds)} seconds', time_start)"
@@ -127,7 +132,8 @@ class SqlDialect:
         if hint is None:
             return [(snapshot.primary, [])]
         if hint.direction is Direction.SRC:
-            return [(snapshot.primary, [self._addresses(Direction.SRC, hint.prefixes, st)])]
+            src = self._addresses(Direction.SRC, hint.prefixes, st)
+            return [(snapshot.by_src, [src]), (snapshot.ingest, [src])]
         dst = self._addresses(Direction.DST, hint.prefixes, st)
         if hint.direction is Direction.DST:
             return [(snapshot.by_dst, [dst]), (snapshot.ingest, [dst])]
@@ -142,7 +148,8 @@ class SqlDialect:
 
     def _part(self, st: Statement, paths: Sequence[str], ranges: list[str],
               conditions: list[str]) -> str:
-        return f"SELECT * FROM {self.read_files(st, paths)} WHERE " + " AND ".join(
+        # Explicit columns: DuckDB cannot expand * over a registered Arrow view inside a union.
+        return f"SELECT {_COLUMNS} FROM {self.read_files(st, paths)} WHERE " + " AND ".join(
             [*ranges, *conditions]
         )
 

@@ -122,6 +122,15 @@ def _day_dirname(day: date) -> str:
     return f"day={day.isoformat()}"
 
 
+def _write_json_atomic(path: Path, data: object) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w") as fh:
+        json.dump(data, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
 class FlowStore:
     """Append, compact, expire and read the flow dataset under ``root``."""
 
@@ -141,6 +150,7 @@ class FlowStore:
         if retention_days is not None and retention_days != self.settings.get("retention_days"):
             self.settings["retention_days"] = retention_days
             self._write_settings(self.settings)
+        self._recover()
 
     # -- settings and locking -------------------------------------------------------------
 
@@ -168,28 +178,64 @@ class FlowStore:
     # -- writing ----------------------------------------------------------------------------
 
     def append(self, batch: pa.RecordBatch | pa.Table) -> int:
-        """Store a batch of flows; returns the rows stored. Visible to readers on return."""
+        """Store a batch of flows; returns the rows stored. Visible to readers on return.
+
+        All or nothing, also when the batch spans several days: the day files are written
+        first, then a journal naming them, then the manifests. A crash before the journal leaves
+        only unnamed debris; a crash after it is rolled forward when the store is next opened.
+        """
         table = conform(batch)
         if table.num_rows == 0:
             return 0
         starts = table.column("time_start").cast(pa.int64()).to_numpy()
         day_numbers = starts // _US_PER_DAY
         unique_days = np.unique(day_numbers)
+        entries: list[dict[str, object]] = []
         for day_number in unique_days:
             one_day = len(unique_days) == 1
             part = table if one_day else table.filter(pa.array(day_numbers == day_number))
-            self._append_day(day_of(int(day_number) * _US_PER_DAY), part)
+            day = day_of(int(day_number) * _US_PER_DAY)
+            (self._day_dir(day) / "ingest").mkdir(parents=True, exist_ok=True)
+            name = f"ingest/{uuid.uuid4().hex}.parquet"
+            size = self._write_file(self._day_dir(day) / name, part)
+            entries.append({"day": day.isoformat(), "file": name, "rows": part.num_rows,
+                            "size": size})
+        journal = self._journal_dir / f"{uuid.uuid4().hex}.json"
+        if len(entries) > 1:
+            _write_json_atomic(journal, entries)
+        self._publish(entries)
+        journal.unlink(missing_ok=True)
         return int(table.num_rows)
 
-    def _append_day(self, day: date, table: pa.Table) -> None:
-        day_dir = self._day_dir(day)
-        (day_dir / "ingest").mkdir(parents=True, exist_ok=True)
-        name = f"ingest/{uuid.uuid4().hex}.parquet"
-        size = self._write_file(day_dir / name, table)
+    @property
+    def _journal_dir(self) -> Path:
+        path = self.root / ".journal"
+        path.mkdir(exist_ok=True)
+        return path
+
+    def _publish(self, entries: list[dict[str, object]]) -> None:
+        """Add ingest files to their days' manifests (idempotent, so safe to replay)."""
         with self._lock():
-            manifest = read_manifest(day_dir) or DayManifest(day=day.isoformat())
-            manifest.ingest.append(IngestFile(name, table.num_rows, size))
-            write_manifest(day_dir, manifest)
+            for e in entries:
+                day_dir = self._day_dir(date.fromisoformat(str(e["day"])))
+                manifest = read_manifest(day_dir) or DayManifest(day=str(e["day"]))
+                if str(e["file"]) not in manifest.live_files():
+                    manifest.ingest.append(IngestFile(str(e["file"]), int(str(e["rows"])),
+                                                      int(str(e["size"]))))
+                    write_manifest(day_dir, manifest)
+
+    def _recover(self) -> None:
+        """Roll forward appends that a crash interrupted after their journal was written."""
+        for journal in sorted(self._journal_dir.glob("*.json")):
+            try:
+                entries = json.loads(journal.read_text())
+            except ValueError:
+                journal.unlink(missing_ok=True)   # torn journal: its files were never named
+                continue
+            if all((self._day_dir(date.fromisoformat(e["day"])) / e["file"]).exists()
+                   for e in entries):
+                self._publish(entries)
+            journal.unlink(missing_ok=True)
 
     @staticmethod
     def _write_file(path: Path, table: pa.Table, sorting: str | None = None) -> int:
