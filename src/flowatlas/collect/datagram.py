@@ -17,6 +17,7 @@ import ipaddress
 import json
 import logging
 import os
+import struct
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,11 +30,12 @@ import pyarrow as pa
 
 from flowatlas.addresses import pack, unpack
 from flowatlas.collect import ipfix, netflow5, netflow9, sflow
+from flowatlas.collect.batch import I64, PAD, Messages, be16, gather_records, walk
 from flowatlas.collect.columns import Columns, to_table
 from flowatlas.collect.flows import OPTIONS_WANTED, WANTED, Scalar, flow_columns
 from flowatlas.collect.message import Message, MessageError
 from flowatlas.collect.pending import PendingBuffer, PendingSet
-from flowatlas.collect.records import RecordError, Values, decode_set
+from flowatlas.collect.records import RecordError, Values, decode_rows, decode_set
 from flowatlas.collect.sampling import SamplingRates
 from flowatlas.collect.sequence import SequenceTracker, Unit
 from flowatlas.collect.sources import SourceRegistry
@@ -84,11 +86,19 @@ class Decoder:
 
     def decode_many(self, datagrams: Sequence[tuple[bytes, str | bytes]],
                     received_at: float | datetime | None = None) -> pa.Table | None:
-        """Decode a batch of (datagram, exporter) pairs into one table (None: no rows).
+        """Decode a batch of (datagram, exporter) pairs into one table (None: no rows)."""
+        chunks = [bytes(d) for d, _ in datagrams]
+        return self.decode_buffer(b"".join(chunks), [len(c) for c in chunks],
+                                  [e for _, e in datagrams], received_at)
 
-        Data sets that share a template are decoded together in one numpy pass, and the
-        table is built once, which is what makes a busy collector fast: the server hands
-        over whatever its sockets hold at each wake-up.
+    def decode_buffer(self, buffer: bytes | bytearray | memoryview, lengths: Sequence[int],
+                      exporters: Sequence[str | bytes],
+                      received_at: float | datetime | None = None) -> pa.Table | None:
+        """Decode datagrams lying end to end in ``buffer`` (the server's receive buffer).
+
+        NetFlow v9 and IPFIX messages of the whole batch are walked together and the data
+        sets that share a template are decoded in one numpy pass; v5 records and sFlow
+        headers are batched the same way. The table is built once.
         """
         if received_at is None:
             now = time.time()
@@ -97,16 +107,10 @@ class Decoder:
         else:
             now = float(received_at)
         batch = _Batch()
-        for datagram, exporter in datagrams:
-            try:
-                exp = exporter_bytes(exporter)
-            except ValueError:
-                self.status.skip(bytes(16), "bad_exporter_address")
-                continue
-            try:
-                self._decode(bytes(datagram), exp, now, batch)
-            except Exception as exc:  # the collector must never fall over on one datagram
-                self._internal_error(exp, exc)
+        try:
+            self._decode_buffer(bytes(buffer), lengths, exporters, now, batch)
+        except Exception as exc:  # the collector must never fall over on one batch
+            self._internal_error(bytes(16), exc)
         try:
             return self._finish(batch)
         except Exception as exc:
@@ -159,22 +163,69 @@ class Decoder:
 
     # -- dispatch ---------------------------------------------------------------------------
 
-    def _decode(self, data: bytes, exp: bytes, now: float, batch: _Batch) -> None:
+    def _decode_buffer(self, raw: bytes, lengths: Sequence[int], exporters: Sequence[str | bytes],
+                       now: float, batch: _Batch) -> None:
         self._now = now
         if now - self._last_sweep >= 1.0:
             self.sweep(now)
+        n = len(lengths)
+        if n == 0:
+            return
+        length = np.asarray(lengths, dtype=np.int64)
+        start = np.cumsum(length) - length
+        buf = np.zeros(len(raw) + PAD, dtype=np.uint8)
+        buf[:len(raw)] = np.frombuffer(raw, dtype=np.uint8)
+        # Exporters: counted and checked against the registry once per address, not per datagram.
+        index: dict[str | bytes, int] = {}
+        exp_idx = np.fromiter((index.setdefault(e, len(index)) for e in exporters),
+                              dtype=np.int64, count=n)
+        per_exporter = np.bincount(exp_idx, minlength=len(index)).tolist()
+        addresses: list[bytes] = []
+        admitted = np.zeros(len(index), dtype=bool)
+        for (exporter, i), count in zip(index.items(), per_exporter, strict=True):
+            try:
+                exp = exporter_bytes(exporter)
+            except ValueError:
+                addresses.append(bytes(16))
+                for _ in range(count):
+                    self.status.skip(bytes(16), "bad_exporter_address")
+                continue
+            addresses.append(exp)
+            admitted[i] = self._admit(exp, count, now, batch)
+        ok = admitted[exp_idx]
+        version = np.where(length >= 2, be16(buf, start), -1)
+        templated = ok & (length >= 4) & ((version == 9) | (version == 10))
+        for i in np.flatnonzero(ok & ~templated).tolist():
+            exp = addresses[exp_idx[i]]
+            data = raw[start[i]:start[i] + length[i]]
+            try:
+                self._dispatch(data, exp, self.status.of(exp), batch)
+            except Exception as exc:
+                self._internal_error(exp, exc)
+        picked = np.flatnonzero(templated)
+        if len(picked):
+            exps = [addresses[i] for i in exp_idx[picked].tolist()]
+            self._templated_batch(raw, buf, start[picked], length[picked], exps,
+                                  exp_idx[picked], batch)
+
+    def _admit(self, exp: bytes, count: int, now: float, batch: _Batch) -> bool:
+        """Count ``count`` datagrams from ``exp``; False when the exporter is unregistered."""
         c = self.status.of(exp)
-        c.packets += 1
+        c.packets += count
         c.last_seen = now
-        if self.registry is not None and exp not in batch.sources:
-            source = self.registry.lookup(exp)
-            if source is None:
-                c.unregistered += 1
-                if exp not in self._unregistered_logged:
-                    self._unregistered_logged.add(exp)
-                    log.warning("flows from unregistered exporter %s are not stored", unpack(exp))
-                return
-            batch.sources[exp] = (source.source_id, source.sampling)
+        if self.registry is None or exp in batch.sources:
+            return True
+        source = self.registry.lookup(exp)
+        if source is None:
+            c.unregistered += count
+            if exp not in self._unregistered_logged:
+                self._unregistered_logged.add(exp)
+                log.warning("flows from unregistered exporter %s are not stored", unpack(exp))
+            return False
+        batch.sources[exp] = (source.source_id, source.sampling)
+        return True
+
+    def _dispatch(self, data: bytes, exp: bytes, c: ExporterCounters, batch: _Batch) -> None:
         if len(data) < 4:
             self.status.skip(exp, "truncated_header")
             return
@@ -184,7 +235,7 @@ class Decoder:
         elif version in (9, 10):
             self._templated(data, exp, c, batch)
         elif version == 0 and data[2:4] == b"\x00\x05":
-            self._sflow(data, exp, c, batch, int(now * 1_000_000))
+            self._sflow(data, exp, c, batch, int(self._now * 1_000_000))
         else:
             self.status.skip(exp, "unknown_version")
             return
@@ -296,7 +347,127 @@ class Decoder:
                                       msg.uptime_ms)
         if msg.error is not None:
             self.status.skip(exp, f"v{version}_{msg.error.reason}")
-        self._sequence_templated(exp, c, msg, records, held_back)
+        self._sequence_templated(exp, c, version, msg.domain, msg.sequence, records, held_back)
+
+    def _templated_batch(self, raw: bytes, buf: npt.NDArray[np.uint8], start: I64, length: I64,
+                         exps: list[bytes], exp_idx: I64, batch: _Batch) -> None:
+        """v9/IPFIX messages of one batch, in order.
+
+        Runs of messages that change no template (the vast majority: softflowd refreshes
+        unchanged templates every few messages) are decoded together by :meth:`_segment`; a
+        message that defines, redefines or withdraws a template, or that the parallel walk
+        could not parse, goes through the per-message path at its place in the order.
+        """
+        m = walk(buf, start, length)
+        for exp, version in set(zip(exps, m.version.tolist(), strict=True)):
+            self.status.of(exp).versions.add(version)
+        stream = (exp_idx << 33) | ((m.version == 10).astype(np.int64) << 32) | m.domain
+        streams = np.unique(stream, return_inverse=True)[1].astype(np.int64)
+        ctx = _Walked(raw, buf, m, exps, streams)
+        first = 0
+        for i in np.flatnonzero(m.python | m.control).tolist():
+            if not m.python[i] and self._refresh_only(ctx, i):
+                continue  # its data sets stay in the run
+            self._segment(ctx, first, i, batch)
+            exp = exps[i]
+            try:
+                self._templated(raw[start[i]:start[i] + length[i]], exp, self.status.of(exp),
+                                batch)
+            except Exception as exc:
+                self._internal_error(exp, exc)
+            first = i + 1
+        self._segment(ctx, first, len(start), batch)
+
+    def _refresh_only(self, ctx: _Walked, i: int) -> bool:
+        """Refresh message ``i``'s templates if none of them is new, changed or withdrawn."""
+        m = ctx.m
+        version, domain, exp = int(m.version[i]), int(m.domain[i]), ctx.exps[i]
+        rows = m.sets_of(i, i + 1)
+        found: list[Template] = []
+        for sid, body, end in zip(m.set_id[rows].tolist(), m.set_body[rows].tolist(),
+                                  m.set_end[rows].tolist(), strict=True):
+            if sid >= 256:
+                continue
+            parsed = _template_set(version, sid, ctx.raw[body:end])
+            if parsed is None:
+                return False
+            found.extend(parsed)
+        keyed = [((exp, version, domain, t.template_id), t) for t in found]
+        if any(self.templates.get(key) != t for key, t in keyed):
+            return False
+        for key, t in keyed:
+            self.templates.put(key, t, self._now)
+        return True
+
+    def _segment(self, ctx: _Walked, first: int, last: int, batch: _Batch) -> None:
+        """Decode the data sets of messages ``first`` .. ``last - 1`` grouped by template."""
+        if first >= last:
+            return
+        m = ctx.m
+        rows = m.sets_of(first, last)
+        data = m.set_id[rows] >= 256
+        msg = m.set_msg[rows][data]
+        tid = m.set_id[rows][data]
+        body = m.set_body[rows][data]
+        size = m.set_end[rows][data] - body
+        records = np.zeros(last - first, dtype=np.int64)
+        held = np.zeros(last - first, dtype=bool)
+        if len(msg):
+            keys, inverse = np.unique((ctx.streams[msg] << 16) | tid, return_inverse=True)
+            order = np.argsort(inverse, kind="stable")
+            bounds = np.searchsorted(inverse[order], np.arange(len(keys) + 1))
+            for k in range(len(keys)):
+                sets = order[bounds[k]:bounds[k + 1]]
+                i = int(msg[sets[0]])
+                key = (ctx.exps[i], int(m.version[i]), int(m.domain[i]), int(tid[sets[0]]))
+                try:
+                    self._key_sets(ctx, key, msg[sets], body[sets], size[sets], records, held,
+                                   first, batch)
+                except Exception as exc:
+                    self._internal_error(key[0], exc)
+        versions = m.version[first:last].tolist()
+        domains = m.domain[first:last].tolist()
+        sequences = m.sequence[first:last].tolist()
+        for j, (rec, back) in enumerate(zip(records.tolist(), held.tolist(), strict=True)):
+            exp = ctx.exps[first + j]
+            self._sequence_templated(exp, self.status.of(exp), versions[j], domains[j],
+                                     sequences[j], rec, back)
+
+    def _key_sets(self, ctx: _Walked, key: TemplateKey, msg: I64, body: I64, size: I64,
+                  records: I64, held: npt.NDArray[np.bool_], first: int, batch: _Batch) -> None:
+        """The data sets of one template key within a run of messages."""
+        exp, version = key[0], key[1]
+        m = ctx.m
+        template = self.templates.get(key)
+        if template is None:
+            c = self.status.of(exp)
+            held[msg - first] = True
+            for i, b, n in zip(msg.tolist(), body.tolist(), size.tolist(), strict=True):
+                c.pending += 1
+                uptime = int(m.uptime_ms[i]) if version == 9 else None
+                item = PendingSet(self._now, int(m.export_us[i]), uptime, ctx.raw[b:b + n])
+                for dropped in self.pending.add(key, item):
+                    d = self.status.of(dropped[0])
+                    d.unknown_template += 1
+                    d.pending -= 1
+            return
+        reclen = template.fixed_length
+        if not reclen:  # options, variable-length or empty templates: per set
+            for i, b, n in zip(msg.tolist(), body.tolist(), size.tolist(), strict=True):
+                uptime = int(m.uptime_ms[i]) if version == 9 else None
+                records[i - first] += self._data_set(batch, key, template, ctx.raw, b, b + n,
+                                                     int(m.export_us[i]), uptime)
+            return
+        counts = size // reclen
+        total = int(counts.sum())
+        if total == 0:
+            return
+        matrix = gather_records(ctx.buf, body, counts, reclen)
+        values = decode_rows(template, matrix, WANTED)
+        export = np.repeat(m.export_us[msg], counts)
+        uptimes = np.repeat(m.uptime_ms[msg], counts) if version == 9 else None
+        batch.parts.append((exp, total, self._columns(key, values, total, export, uptimes)))
+        np.add.at(records, msg - first, counts)
 
     def _data_set(self, batch: _Batch, key: TemplateKey, template: Template, data: bytes,
                   start: int, end: int, export_us: int, uptime_ms: int | None) -> int:
@@ -346,15 +517,15 @@ class Decoder:
         cols["sampling_rate"] = np.minimum(rates, np.uint64(0xFFFFFFFF)).astype(np.uint32)
         return cols
 
-    def _sequence_templated(self, exp: bytes, c: ExporterCounters, msg: Message, records: int,
-                            held_back: bool) -> None:
-        exp_key = (exp, msg.domain, msg.version)
+    def _sequence_templated(self, exp: bytes, c: ExporterCounters, version: int, domain: int,
+                            sequence: int, records: int, held_back: bool) -> None:
+        exp_key = (exp, domain, version)
         if held_back:
             # Records held for a template are not counted yet; restart the count after them.
             self.sequences.forget(exp_key)
             return
-        unit = Unit.RECORDS if msg.version == 10 else Unit.LEARN
-        self._sequence(c, exp_key, msg.sequence, records, unit)
+        unit = Unit.RECORDS if version == 10 else Unit.LEARN
+        self._sequence(c, exp_key, sequence, records, unit)
 
     def _sequence(self, c: ExporterCounters, key: tuple[bytes, int, int], seq: int, count: int,
                   unit: Unit) -> None:
@@ -402,3 +573,35 @@ class _Batch:
     sflow: dict[bytes, sflow.SFlowSamples] = field(default_factory=dict)
     parts: list[tuple[bytes, int, Columns]] = field(default_factory=list)
     sources: dict[bytes, tuple[int, int | None]] = field(default_factory=dict)
+
+
+@dataclass
+class _Walked:
+    """One batch of v9/IPFIX messages after the parallel walk."""
+
+    raw: bytes
+    buf: npt.NDArray[np.uint8]
+    m: Messages
+    exps: list[bytes]
+    streams: I64
+    """Per message: index of its (exporter, version, domain) within the batch."""
+
+
+@functools.lru_cache(maxsize=4096)
+def _template_set(version: int, set_id: int, payload: bytes) -> tuple[Template, ...] | None:
+    """Templates of one template or options template set, parsed once per distinct payload
+    (exporters resend identical sets every few messages); None for withdrawals, reserved set
+    ids or anything the parser rejects (the per-message path then counts the reason)."""
+    msg = Message(version, 0, 0, 0, None)
+    try:
+        if version == 9 and set_id in (0, 1):
+            netflow9.template_set(payload, set_id, msg)
+        elif version == 10 and set_id in (2, 3):
+            ipfix.template_set(payload, set_id, msg)
+        else:
+            return ()  # reserved set ids carry nothing flowatlas reads
+    except (MessageError, struct.error):
+        return None
+    if msg.withdrawn or msg.withdraw_all:
+        return None
+    return tuple(msg.templates)

@@ -75,3 +75,8 @@ def _templates(data: bytes, pos: int, end: int, msg: Message, options: bool) -> 
                 pos += 4
             fields.append(Field(element, length, pen))
         msg.templates.append(Template(tid, tuple(fields), scope))
+
+
+def template_set(payload: bytes, set_id: int, msg: Message) -> None:
+    """Parse one template (2) or options template (3) set body into ``msg``."""
+    _templates(payload, 0, len(payload), msg, options=set_id == 3)

@@ -75,3 +75,8 @@ def _options_templates(data: bytes, pos: int, end: int, msg: Message) -> None:
         if not scope:
             raise MessageError("bad_options_template", f"template {tid} without scope")
         msg.templates.append(Template(tid, scope + options, len(scope)))
+
+
+def template_set(payload: bytes, set_id: int, msg: Message) -> None:
+    """Parse one template (0) or options template (1) flowset body into ``msg``."""
+    (_templates if set_id == 0 else _options_templates)(payload, 0, len(payload), msg)

@@ -38,9 +38,12 @@ def _assemble(cols: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint64]:
     return out
 
 
-def _field_value(cols: npt.NDArray[np.uint8], element: int) -> npt.NDArray[Any]:
-    if element in WIDE or cols.shape[1] > 8:
+def _field_value(cols: npt.NDArray[np.uint8], element: int) -> npt.NDArray[Any] | None:
+    """A column; None for an integer element wider than 8 bytes (no wanted IE is)."""
+    if element in WIDE:
         return cols
+    if cols.shape[1] > 8:
+        return None
     return _assemble(cols)
 
 
@@ -60,13 +63,61 @@ def decode_set(template: Template, data: bytes, start: int, end: int,
     if n <= 0:
         return 0, {}
     matrix = np.frombuffer(data, dtype=np.uint8, count=n * reclen, offset=start).reshape(n, reclen)
+    return n, decode_rows(template, matrix, wanted)
+
+
+def decode_rows(template: Template, matrix: npt.NDArray[np.uint8],
+                wanted: frozenset[int]) -> Values:
+    """Wanted fields of an (n, record length) matrix of fixed-length records.
+
+    Integer fields of 1, 2, 4 or 8 bytes are read through one structured big-endian view of
+    the whole matrix (no copy per field); other widths are assembled byte by byte.
+    """
+    plain, odd = _layout(template, wanted)
     values: Values = {}
+    if plain.names:
+        rec = np.ascontiguousarray(matrix).view(plain).reshape(len(matrix))
+        for name in plain.names:
+            values[int(name)] = rec[name].astype(np.uint64)
+    for element, offset, length in odd:
+        value = _field_value(matrix[:, offset:offset + length], element)
+        if value is not None:
+            values[element] = value
+    return values
+
+
+_LAYOUTS: dict[tuple[Template, frozenset[int]], tuple[np.dtype[Any],
+                                                      list[tuple[int, int, int]]]] = {}
+
+
+def _layout(template: Template, wanted: frozenset[int]
+            ) -> tuple[np.dtype[Any], list[tuple[int, int, int]]]:
+    """(structured dtype of the plain integer fields, [(element, offset, length)] of the rest)."""
+    hit = _LAYOUTS.get((template, wanted))
+    if hit is not None:
+        return hit
+    names: list[str] = []
+    formats: list[str] = []
+    offsets: list[int] = []
+    odd: list[tuple[int, int, int]] = []
+    seen: set[int] = set()
     offset = 0
     for f in template.fields:
-        if f.enterprise == 0 and f.element in wanted and f.element not in values and f.length:
-            values[f.element] = _field_value(matrix[:, offset:offset + f.length], f.element)
+        if f.enterprise == 0 and f.element in wanted and f.element not in seen and f.length:
+            seen.add(f.element)
+            if f.element not in WIDE and f.length in (1, 2, 4, 8):
+                names.append(str(f.element))
+                formats.append(f">u{f.length}")
+                offsets.append(offset)
+            else:
+                odd.append((f.element, offset, f.length))
         offset += f.length
-    return n, values
+    dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets,
+                      "itemsize": max(offset, 1)})
+    if len(_LAYOUTS) > 4096:  # templates are few; bound it against template churn
+        _LAYOUTS.clear()
+    _LAYOUTS[(template, wanted)] = (dtype, odd)
+    return dtype, odd
 
 
 def _decode_variable(template: Template, data: bytes, start: int, end: int,
@@ -117,7 +168,9 @@ def _decode_variable(template: Template, data: bytes, start: int, end: int,
         width = int(ln.max())
         if width == 0:
             continue
-        if f.element in WIDE or width > 8:
+        if width > 8 and f.element not in WIDE:
+            continue  # not an integer any wanted element can be
+        if f.element in WIDE:
             idx = s[:, None] + np.arange(width)
             values[f.element] = buf[np.minimum(idx, len(buf) - 1)] * (np.arange(width) < ln[:, None])
             continue
