@@ -56,7 +56,9 @@ def collect(store_path: str, listens: tuple[str, ...], accept_unregistered: bool
                           status_path=state / STATUS_FILE)
     collector.install_signals()
     where = ", ".join(f"{h} port {p}" for h, p in collector.addresses)
-    click.echo(f"flowatlas collect: listening on {where}; store {store_path}", err=True)
+    granted = min(collector.receive_buffers) // 2 >> 20  # Linux reports double
+    click.echo(f"flowatlas collect: listening on {where}; store {store_path}; "
+               f"kernel receive buffer {granted} MiB per socket", err=True)
     if sys.stdout.isatty() and not quiet:
         _run_live(collector)
     else:
