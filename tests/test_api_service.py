@@ -158,8 +158,13 @@ def test_roles(svc: Service, client: httpx.Client) -> None:
 def test_keys_stored_only_as_hashes(svc: Service) -> None:
     raw = (svc.store / "control.sqlite").read_bytes()
     for key in svc.keys.values():
+        # fa_<hex id>_<secret>: the id has no '_', the urlsafe secret may contain (or start with)
+        # one, so split off the first two fields only.
+        prefix, key_id, secret = key.split("_", 2)
+        assert prefix == "fa" and key_id.isalnum() and len(secret) >= 43
         assert key.encode() not in raw
-        assert key.split("_")[2].encode() not in raw
+        assert secret.encode() not in raw
+        assert secret[-20:].encode() not in raw  # no tail of it either
 
 
 def test_revoked_key_and_disabled_tenant(svc: Service, client: httpx.Client) -> None:
