@@ -187,3 +187,34 @@ def test_tenant_and_key_validation(tmp_path: Path) -> None:
     # Migrations are idempotent: reopening keeps everything.
     again = ControlPlane(tmp_path / "c.sqlite")
     assert [t.name for t in TenantRegistry(again).list()] == ["x"]
+
+
+def test_prefix_classes_use_the_analytics_lookup_most_specific_wins(tmp_path: Path) -> None:
+    from flowatlas.analytics.netclass import NetClassTable
+    from flowatlas.governance.classes import PSEUDONYMISED, PrefixClasses
+    from flowatlas.governance.pseudonym import pseudonymise_table
+    from flowatlas.governance.ranges import in_classes, in_prefixes
+
+    control = ControlPlane(tmp_path / "control.sqlite")
+    classes = PrefixClasses(control)
+    classes.set("100.64.0.0/10", "residential")
+    classes.set("100.64.5.0/24", "hosting")  # carved out of the residential block
+    classes.set("2001:db8:100::/40", "eyeball")
+    table = classes.table()
+    assert isinstance(table, NetClassTable)
+    addrs = ["100.64.6.1", "100.64.5.1", "100.127.255.255", "198.51.100.1", "2001:db8:1ff::1"]
+    assert table.lookup(np.ascontiguousarray(to_matrix(pack_many(addrs))).view("V16").ravel()) \
+        == ["residential", "hosting", "residential", "unknown", "eyeball"]
+    assert in_classes(pack_many(addrs), table, PSEUDONYMISED).tolist() == [
+        True, False, True, False, True]
+    flows = pa.table({"a": pack_many(addrs)})
+    out, n = pseudonymise_table(flows, CryptoPAn(bytes(32)), table, ())
+    assert n == 3
+    changed = [x != y for x, y in zip(unpack_many(out.column("a")), addrs, strict=True)]
+    assert changed == [True, False, True, False, True]
+    # Plain prefix sets (scope, opt-outs) share the same sorted-range lookup; nulls are outside.
+    col = pa.array([pack_many(["10.0.0.5"])[0].as_py(), None], pa.binary(16))
+    from flowatlas.addresses import parse_prefix
+
+    assert in_prefixes(col, [parse_prefix("10.0.0.0/8")]).tolist() == [True, False]
+    control.close()

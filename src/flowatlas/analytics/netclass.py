@@ -8,6 +8,7 @@ with ``np.searchsorted``; where prefixes nest, the most specific one wins.
 from __future__ import annotations
 
 import csv
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,16 +94,24 @@ class NetClassTable:
                    np.array([b.to_bytes(16, "big") for _, b, _ in flat], dtype=ADDR),
                    np.array([k for _, _, k in flat], dtype=np.int16), names)
 
-    def lookup(self, keys: Addrs) -> list[str]:
-        """The class name of each address (``unknown`` outside every prefix)."""
+    def codes(self, keys: Addrs) -> npt.NDArray[np.intp]:
+        """Index into ``names`` of each address's class (``len(names)`` outside every prefix)."""
         if len(self.lows) == 0:
-            return [UNKNOWN] * len(keys)
+            return np.full(len(keys), len(self.names), dtype=np.intp)
         idx = np.searchsorted(self.lows, keys, side="right") - 1
         below = np.searchsorted(self.highs, keys, side="left")
         hit = (idx >= 0) & (below == idx)
+        return np.where(hit, self.classes[np.maximum(idx, 0)], len(self.names)).astype(np.intp)
+
+    def member(self, keys: Addrs, classes: Collection[str]) -> npt.NDArray[np.bool_]:
+        """True where an address's (most specific) class is one of ``classes``."""
+        wanted = [i for i, name in enumerate(self.names) if name in classes]
+        return np.isin(self.codes(keys), wanted)
+
+    def lookup(self, keys: Addrs) -> list[str]:
+        """The class name of each address (``unknown`` outside every prefix)."""
         names = np.array([*self.names, UNKNOWN], dtype=object)
-        code = np.where(hit, self.classes[np.maximum(idx, 0)], len(self.names))
-        return [str(x) for x in names[code]]
+        return [str(x) for x in names[self.codes(keys)]]
 
     def __len__(self) -> int:
         return len(self.lows)

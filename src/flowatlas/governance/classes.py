@@ -1,6 +1,8 @@
 """The operator's prefix-class table: which address space is residential/eyeball.
 
 Counterpart addresses inside a pseudonymised class are returned as Crypto-PAn pseudonyms.
+SQLite is the operator-maintained store; lookups go through ``analytics.netclass.NetClassTable``
+built from it, the same implementation the investigations use for their ``--netclass`` tables.
 """
 
 from __future__ import annotations
@@ -8,9 +10,10 @@ from __future__ import annotations
 import re
 
 from flowatlas.addresses import AddressError, Prefix, parse_prefix
+from flowatlas.analytics.netclass import NetClassTable
 from flowatlas.governance.controlplane import ControlPlane
 
-PSEUDONYMISED = ("residential", "eyeball")
+PSEUDONYMISED = frozenset({"residential", "eyeball"})
 _CLASS = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 
@@ -26,7 +29,7 @@ class PrefixClasses:
         if not _CLASS.match(cls):
             raise ClassError(
                 f"class {cls!r}: use a short lowercase word such as "
-                f"{', '.join(PSEUDONYMISED)}, hosting, enterprise"
+                f"{', '.join(sorted(PSEUDONYMISED))}, hosting, enterprise"
             )
         try:
             p = parse_prefix(prefix)
@@ -54,11 +57,6 @@ class PrefixClasses:
             ).fetchall()
         ]
 
-    def pseudonymised(self) -> tuple[Prefix, ...]:
-        marks = ",".join("?" * len(PSEUDONYMISED))
-        return tuple(
-            parse_prefix(str(r[0]))
-            for r in self.control.db.execute(
-                f"SELECT prefix FROM prefix_classes WHERE class IN ({marks})", PSEUDONYMISED
-            )
-        )
+    def table(self) -> NetClassTable:
+        """The table as the lookup the analytics use (vectorised; most specific prefix wins)."""
+        return NetClassTable.from_rows(self.list())

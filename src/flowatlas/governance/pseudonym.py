@@ -25,7 +25,9 @@ from flowatlas.addresses import (
     unpack,
     unpack_many,
 )
-from flowatlas.governance.ranges import in_prefixes
+from flowatlas.analytics.netclass import NetClassTable
+from flowatlas.governance.classes import PSEUDONYMISED
+from flowatlas.governance.ranges import in_classes, in_prefixes
 
 _V4_BATCH = 4096
 _V6_BATCH = 256
@@ -120,15 +122,16 @@ class CryptoPAn:
 def pseudonymise_table(
     table: pa.Table,
     pan: CryptoPAn,
-    classes: tuple[Prefix, ...],
+    classes: NetClassTable,
     exempt: tuple[Prefix, ...],
     text_columns: tuple[str, ...] = (),
 ) -> tuple[pa.Table, int]:
-    """Replace addresses inside ``classes`` (and outside ``exempt``) in every address column.
+    """Replace addresses whose class is pseudonymised (and outside ``exempt``) in every address
+    column.
 
     Returns the new table and how many cells were pseudonymised.
     """
-    if not classes or not table.num_rows:
+    if not PSEUDONYMISED.intersection(classes.names) or not table.num_rows:
         return table, 0
     changed = 0
     for name in text_columns:
@@ -145,7 +148,7 @@ def pseudonymise_table(
             continue
         col = table.column(i)
         matrix = to_matrix(col)
-        mask = in_prefixes(matrix, classes)
+        mask = in_classes(matrix, classes, PSEUDONYMISED)
         if exempt:
             mask &= ~in_prefixes(matrix, exempt)
         if not mask.any():
