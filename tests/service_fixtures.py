@@ -114,13 +114,13 @@ def start_server(app: object, port: int) -> tuple[uvicorn.Server, threading.Thre
 
 
 def build_service(
-    root: Path, quotas: dict[str, dict[str, float]] | None = None
+    root: Path, quotas: dict[str, dict[str, float]] | None = None, table: pa.Table | None = None
 ) -> Iterator[Service]:
     """A store, tenants of every role with keys, and a running server; stopped afterwards."""
     quotas = quotas or {}
     store_path = root / "store"
     atlas = Atlas(store_path, create=True)
-    table = flow_table()
+    table = flow_table() if table is None else table
     atlas.store.append(table)
     control = ControlPlane.for_store(store_path)
     tenants = TenantRegistry(control)

@@ -1,32 +1,83 @@
-"""Investigation routes over flowatlas.analytics (imported lazily: optional at start-up)."""
+"""Investigation routes over flowatlas.analytics: graph, beacons, victims, trace.
+
+Each goes through the same gate as the flow routes (key, role, purpose, quotas, scope) and runs
+on ``ticket.selection``, whose scope every analytics query carries. Addresses that the
+analytics return as text are turned back into 16-byte columns first, so ``gate.disclose``
+scope-checks the rows that describe flows (edges, pairs, peers, trace candidates) and
+pseudonymises every address column the same way it does for flows.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+import contextlib
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
 
+import numpy as np
+import pyarrow as pa
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from flowatlas.addresses import AddressError, Prefix, parse_prefix
+from flowatlas.addresses import AddressError, Prefix, from_matrix, pack_many, parse_prefix
+from flowatlas.analytics.frame import AnalyticsError
+from flowatlas.analytics.trace import TraceReport
 from flowatlas.api.deps import Credential, FilterText, Purpose, Since, Until
 from flowatlas.api.errors import ERROR_RESPONSES
 from flowatlas.api.routes_data import answering
 from flowatlas.atlas import Atlas
 from flowatlas.formats import to_records
-from flowatlas.governance.gate import Gate
+from flowatlas.governance.gate import Gate, Ticket
+from flowatlas.query.model import QueryError
+from flowatlas.query.window import WindowError, parse_time
 
 # Columns in which the analytics return addresses as text.
 GRAPH_ADDRESS_TEXT = ("addr", "a", "b", "local", "peer")
+Seeds = Annotated[list[str], Query(min_length=1, max_length=50)]
+
+
+@contextlib.contextmanager
+def investigating(gate: Gate, ticket: Ticket) -> Iterator[None]:
+    """``answering`` plus the analytics' own input errors (no flows, bad address) as 400s."""
+    with answering(gate, ticket):
+        try:
+            yield
+        except AnalyticsError as exc:
+            raise QueryError(str(exc)) from None
+
+
+def binary(table: pa.Table, columns: tuple[str, ...]) -> pa.Table:
+    """Text address columns as 16-byte columns (what disclose scope-checks and pseudonymises)."""
+    for name in columns:
+        if name in table.column_names and pa.types.is_string(table.schema.field(name).type):
+            i = table.column_names.index(name)
+            table = table.set_column(i, name, pack_many(table.column(i).to_pylist()))
+    return table
+
+
+def keys_column(keys: np.ndarray[Any, Any]) -> pa.Array:
+    """``V16`` address keys (analytics' form) as a 16-byte Arrow column."""
+    return from_matrix(np.ascontiguousarray(keys).view(np.uint8).reshape(-1, 16))
 
 
 def analytics_router(atlas: Atlas, gate: Gate) -> APIRouter:
     r = APIRouter(prefix="/v1", tags=["investigations"], responses=ERROR_RESPONSES)
 
+    def prefixes(cred: str | None, route: str, params: dict[str, Any], texts: list[str]
+                 ) -> tuple[Prefix, ...]:
+        out = []
+        for text in texts:
+            try:
+                out.append(parse_prefix(text))
+            except AddressError as exc:
+                raise gate.reject(cred, route, params, 400, "bad_address", str(exc)) from None
+        return tuple(out)
+
     @r.get("/graph", summary="Peer graph within N hops of seed addresses")
     def graph(
         cred: Credential,
         purpose: Purpose,
-        seed: Annotated[list[str], Query(min_length=1, max_length=50)],
+        seed: Seeds,
         filter: FilterText = None,
         since: Since = None,
         until: Until = None,
@@ -45,12 +96,7 @@ def analytics_router(atlas: Atlas, gate: Gate) -> APIRouter:
             "max_degree": max_degree,
             "max_nodes": max_nodes,
         }
-        seeds: list[Prefix] = []
-        for text in seed:
-            try:
-                seeds.append(parse_prefix(text))
-            except AddressError as exc:
-                raise gate.reject(cred, "graph", params, 400, "bad_address", str(exc)) from None
+        seeds = prefixes(cred, "graph", params, seed)
         # Nodes and edges both count against rows: a graph of max_nodes has at most that many
         # nodes, and its edges are cut to the same number.
         ticket = gate.admit(
@@ -62,10 +108,10 @@ def analytics_router(atlas: Atlas, gate: Gate) -> APIRouter:
             since=since,
             until=until,
             rows=2 * max_nodes,
-            targets=tuple(seeds),
+            targets=seeds,
             hops=hops,
         )
-        with answering(gate, ticket):
+        with investigating(gate, ticket):
             g = peer_graph(
                 atlas,
                 [p.text for p in seeds],
@@ -73,10 +119,11 @@ def analytics_router(atlas: Atlas, gate: Gate) -> APIRouter:
                 hops=hops,
                 max_degree=max_degree,
                 max_nodes=max_nodes,
+                netclass=gate.class_table(),
             )
-            edges = g.edges.slice(0, max_nodes)
-            nodes = gate.disclose(ticket, g.nodes, GRAPH_ADDRESS_TEXT)
-            edges = gate.disclose(ticket, edges, GRAPH_ADDRESS_TEXT)
+            edges = binary(g.edges.slice(0, max_nodes), GRAPH_ADDRESS_TEXT)
+            nodes = gate.disclose(ticket, binary(g.nodes, GRAPH_ADDRESS_TEXT))
+            edges = gate.disclose(ticket, edges, endpoints=("a", "b"))
         body = {
             "seeds": [p.text for p in seeds],
             "hops": hops,
@@ -87,4 +134,175 @@ def analytics_router(atlas: Atlas, gate: Gate) -> APIRouter:
         }
         return JSONResponse(body, headers=ticket.headers())
 
+    @r.get("/beacons", summary="(source, destination, port) pairs ranked by periodic contact")
+    def beacons(
+        cred: Credential,
+        purpose: Purpose,
+        filter: FilterText = None,
+        since: Since = None,
+        until: Until = None,
+        n: Annotated[int, Query(ge=1, le=10_000)] = 100,
+        min_contacts: Annotated[int, Query(ge=3, le=100_000)] = 4,
+        min_score: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
+    ) -> JSONResponse:
+        from flowatlas.analytics.beacons import find_beacons
+
+        params = {
+            "filter": filter,
+            "since": since,
+            "until": until,
+            "n": n,
+            "min_contacts": min_contacts,
+            "min_score": min_score,
+        }
+        ticket = gate.admit(
+            cred, "beacons", params, purpose=purpose, filter=filter, since=since, until=until,
+            rows=n,
+        )
+        with investigating(gate, ticket):
+            report = find_beacons(
+                atlas, ticket.selection, min_contacts=min_contacts, top=n, min_score=min_score
+            )
+            pairs = report.to_table()
+            pairs = pairs.set_column(0, "src_addr", keys_column(report.pairs.src))
+            pairs = pairs.set_column(1, "dst_addr", keys_column(report.pairs.dst))
+            pairs = gate.disclose(ticket, pairs)
+        body = {"window_s": report.window_s, "flows": report.flows, "pairs": to_records(pairs)}
+        return JSONResponse(body, headers=ticket.headers())
+
+    @r.get("/victims", summary="Peers of C2 servers, labelled with their evidence")
+    def victims(
+        cred: Credential,
+        purpose: Purpose,
+        c2: Seeds,
+        filter: FilterText = None,
+        since: Since = None,
+        until: Until = None,
+        n: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+        fanout: bool = True,
+    ) -> JSONResponse:
+        from flowatlas.analytics.victims import classify_peers
+
+        params = {
+            "c2": c2,
+            "filter": filter,
+            "since": since,
+            "until": until,
+            "n": n,
+            "fanout": fanout,
+        }
+        c2s = prefixes(cred, "victims", params, c2)
+        ticket = gate.admit(
+            cred, "victims", params, purpose=purpose, filter=filter, since=since, until=until,
+            rows=n, targets=c2s,
+        )
+        with investigating(gate, ticket):
+            report = classify_peers(
+                atlas, [p.text for p in c2s], ticket.selection, netclass=gate.class_table(),
+                fanout=fanout,
+            )
+            peers = binary(report.peers.slice(0, n), ("peer", "c2"))
+            peers = gate.disclose(ticket, peers, endpoints=("peer", "c2"))
+        body = {
+            "c2": report.c2,
+            "flows": report.flows,
+            "truncated": report.peers.num_rows > n,
+            "peers": to_records(peers),
+        }
+        return JSONResponse(body, headers=ticket.headers())
+
+    @r.get("/trace", summary="Walk a session back through relays towards its origin")
+    def trace_route(
+        cred: Credential,
+        purpose: Purpose,
+        to: Annotated[str, Query(max_length=64, description="the target address")],
+        at: Annotated[str, Query(max_length=64, description="when (ISO time, epoch, or 2h)")],
+        from_relay: Annotated[str | None, Query(max_length=64)] = None,
+        filter: FilterText = None,
+        hops: Annotated[int, Query(ge=1, le=64, description="relay hops (quota max_hops)")] = 2,
+        beam: Annotated[int, Query(ge=1, le=10)] = 3,
+    ) -> JSONResponse:
+        from flowatlas.analytics.trace import TraceParams, trace
+
+        params = {
+            "to": to,
+            "at": at,
+            "from_relay": from_relay,
+            "filter": filter,
+            "hops": hops,
+            "beam": beam,
+        }
+        named = prefixes(cred, "trace", params, [to, *([from_relay] if from_relay else [])])
+        if not all(p.is_single for p in named):
+            raise gate.reject(cred, "trace", params, 400, "bad_address", "trace needs addresses")
+        tp = TraceParams(max_hops=hops, beam=beam)
+        try:
+            when = parse_time(at, datetime.fromtimestamp(gate.clock(), tz=UTC))
+        except WindowError as exc:
+            raise gate.reject(cred, "trace", params, 400, "bad_window", str(exc)) from None
+        # The window the trace may read (its sessions' full spans around ``at``), for quotas.
+        reach = timedelta(seconds=tp.search_s + tp.max_session_s)
+        # A path of hops + 2 nodes, up to 5 candidates per hop, 4 alternatives of that length.
+        rows = 5 * (hops + 2) + 5 * hops
+        ticket = gate.admit(
+            cred, "trace", params, purpose=purpose, filter=filter,
+            since=(when - reach).isoformat(), until=(when + reach).isoformat(), rows=rows,
+            targets=named, hops=hops,
+        )
+        with investigating(gate, ticket):
+            report = trace(atlas, to, when, from_relay=from_relay, params=tp,
+                           scope=ticket.selection)
+            path, candidates = _trace_tables(report)
+            path = gate.disclose(ticket, path)
+            candidates = gate.disclose(ticket, candidates)
+        body = {
+            "target": to,
+            "at": report.at.isoformat(),
+            "confidence": round(report.confidence, 4),
+            "stopped": report.stopped,
+            "path": to_records(path),
+            "candidates": to_records(candidates),
+        }
+        return JSONResponse(body, headers=ticket.headers())
+
     return r
+
+
+def _trace_tables(report: TraceReport) -> tuple[pa.Table, pa.Table]:
+    """A trace as two tables with 16-byte addresses: the paths (best first: alternative 0) and
+    each hop's best candidate sessions."""
+    rows: dict[str, list[Any]] = {"alternative": [], "position": [], "addr": [],
+                                  "confidence": []}
+    paths = [(report.path, report.confidence), *[(p, c) for p, c, _ in report.alternatives]]
+    for alt, (path, conf) in enumerate(paths):
+        for pos, addr in enumerate(path):
+            rows["alternative"].append(alt)
+            rows["position"].append(pos)
+            rows["addr"].append(addr)
+            rows["confidence"].append(round(conf, 4))
+    path_table = binary(pa.table(rows, schema=_PATH_SCHEMA), ("addr",))
+    cand: dict[str, list[Any]] = {k: [] for k in _CANDIDATE_FIELDS}
+    for i, hop in enumerate(report.hops, 1):
+        for c in hop.candidates[:5]:
+            s = c.session
+            cand["hop"].append(i)
+            cand["src_addr"].append(s.src.tobytes())
+            cand["dst_addr"].append(s.dst.tobytes())
+            cand["src_port"].append(s.sport)
+            cand["dst_port"].append(s.dport)
+            cand["protocol"].append(s.proto)
+            cand["score"].append(round(c.score, 4))
+            cand["rho"].append(round(c.rho, 4))
+            cand["accepted"].append(c is hop.chosen)
+            cand["confidence"].append(round(c.confidence, 4))
+    types = {"hop": pa.int32(), "src_addr": pa.binary(16), "dst_addr": pa.binary(16),
+             "src_port": pa.int32(), "dst_port": pa.int32(), "protocol": pa.int32(),
+             "score": pa.float64(), "rho": pa.float64(), "accepted": pa.bool_(),
+             "confidence": pa.float64()}
+    return path_table, pa.table({k: pa.array(v, types[k]) for k, v in cand.items()})
+
+
+_PATH_SCHEMA = pa.schema([("alternative", pa.int32()), ("position", pa.int32()),
+                          ("addr", pa.string()), ("confidence", pa.float64())])
+_CANDIDATE_FIELDS = ("hop", "src_addr", "dst_addr", "src_port", "dst_port", "protocol", "score",
+                     "rho", "accepted", "confidence")

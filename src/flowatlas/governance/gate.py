@@ -21,13 +21,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from flowatlas.addresses import AddressError, Prefix
+from flowatlas.analytics.netclass import NetClassTable
 from flowatlas.governance.audit import AuditLog
-from flowatlas.governance.classes import PrefixClasses
+from flowatlas.governance.classes import PSEUDONYMISED, PrefixClasses
 from flowatlas.governance.controlplane import ControlPlane
 from flowatlas.governance.keys import ApiKeyError, KeyRing
 from flowatlas.governance.pseudonym import CryptoPAn, pseudonymise_table
 from flowatlas.governance.quotas import Demand, QuotaExceeded, QuotaLedger, Usage
-from flowatlas.governance.ranges import in_prefixes
+from flowatlas.governance.ranges import in_classes
 from flowatlas.governance.scope import ScopeError, address_terms, outside_scope, scope_for
 from flowatlas.governance.tenants import Role, Tenant
 from flowatlas.query.expr import ALL, Expr
@@ -95,7 +96,7 @@ class Gate:
         self.classes = PrefixClasses(control)
         self._pans: dict[tuple[str, bytes], CryptoPAn] = {}
         self._lock = threading.Lock()
-        self._class_cache: tuple[float, tuple[Prefix, ...]] = (-1e18, ())
+        self._class_cache: tuple[float, NetClassTable] = (-1e18, NetClassTable.empty())
 
     # -- admission --------------------------------------------------------------------------
 
@@ -248,17 +249,25 @@ class Gate:
     # -- disclosure -------------------------------------------------------------------------
 
     def disclose(
-        self, ticket: Ticket, table: pa.Table, text_columns: tuple[str, ...] = ()
+        self,
+        ticket: Ticket,
+        table: pa.Table,
+        text_columns: tuple[str, ...] = (),
+        endpoints: tuple[str, str] = ("src_addr", "dst_addr"),
     ) -> pa.Table:
-        """Count, scope-check and pseudonymise one result table before it leaves."""
-        stray = outside_scope(ticket.tenant, table)
+        """Count, scope-check and pseudonymise one result table before it leaves.
+
+        ``endpoints`` names the two address columns of which one must be in scope on each row
+        (rows that describe flows: flows themselves, edges, pairs).
+        """
+        stray = outside_scope(ticket.tenant, table, endpoints)
         if stray.any():
             # Never expected (the engine applies the scope); withheld and audited if it happens.
             ticket.withheld += int(stray.sum())
             table = table.filter(pa.array(~stray))
         if ticket.tenant.role in PSEUDONYMISED_ROLES:
             table, n = pseudonymise_table(
-                table, self._pan(ticket.tenant), self._classes(), ticket.exempt, text_columns
+                table, self._pan(ticket.tenant), self.class_table(), ticket.exempt, text_columns
             )
             ticket.pseudonymised += n
         ticket.rows += table.num_rows
@@ -279,7 +288,7 @@ class Gate:
         from flowatlas.addresses import pack
 
         raw = np.frombuffer(pack(address), dtype=np.uint8)[None, :]
-        if not in_prefixes(raw, self._classes())[0]:
+        if not in_classes(raw, self.class_table(), PSEUDONYMISED)[0]:
             return None
         ticket.rows += 1
         return address
@@ -341,10 +350,12 @@ class Gate:
                 pan = self._pans[k] = CryptoPAn(tenant.pseudonym_key)
             return pan
 
-    def _classes(self) -> tuple[Prefix, ...]:
+    def class_table(self) -> NetClassTable:
+        """The operator's prefix classes (re-read every few seconds): pseudonymisation and the
+        investigations' network classes both use it."""
         loaded, classes = self._class_cache
         now = time.monotonic()
         if now - loaded > _CLASS_TTL:
-            classes = self.classes.pseudonymised()
+            classes = self.classes.table()
             self._class_cache = (now, classes)
         return classes

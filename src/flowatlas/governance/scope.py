@@ -46,13 +46,18 @@ def address_terms(expr: Expr) -> Iterator[Prefix]:
         return
 
 
-def outside_scope(tenant: Tenant, table: pa.Table) -> npt.NDArray[np.bool_]:
-    """Rows of a flow table with no endpoint in the tenant's prefixes (always none, unless the
-    engine is wrong)."""
-    if tenant.role is not Role.ENTERPRISE or not {"src_addr", "dst_addr"} <= set(
-        table.column_names
-    ):
+def outside_scope(
+    tenant: Tenant, table: pa.Table, endpoints: tuple[str, str] = ("src_addr", "dst_addr")
+) -> npt.NDArray[np.bool_]:
+    """Rows with neither of the ``endpoints`` address columns in the tenant's prefixes (always
+    none, unless the engine or an investigation is wrong)."""
+    names = set(table.column_names)
+    if tenant.role is not Role.ENTERPRISE or not set(endpoints) <= names:
         return np.zeros(table.num_rows, dtype=bool)
-    inside = in_prefixes(table.column("src_addr"), tenant.prefixes)
-    inside |= in_prefixes(table.column("dst_addr"), tenant.prefixes)
+    inside = np.zeros(table.num_rows, dtype=bool)
+    for name in endpoints:
+        col = table.column(name)
+        if not (pa.types.is_fixed_size_binary(col.type) and col.type.byte_width == 16):
+            raise TypeError(f"scope check: column {name} must hold 16-byte addresses")
+        inside |= in_prefixes(col, tenant.prefixes)
     return ~inside
