@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -11,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import pyarrow as pa
 
 from flowatlas.cli.common import InputError, render_rich, store_option, user_errors
 from flowatlas.governance.audit import AuditLog
@@ -99,34 +99,39 @@ def _start_collectors(store_path: str, endpoints: tuple[str, ...]) -> Callable[[
         raise InputError(
             f"--collect: the collector is not available in this build ({exc})"
         ) from exc
+    from flowatlas.governance.ingest import OptOutStore
     from flowatlas.governance.optout import IngestFilter
-    from flowatlas.store import FlowStore
-
-    ingest_filter = IngestFilter(_control(store_path))
-
-    class OptOutDecoder(Decoder):
-        """Drops opted-out flows from every decoded datagram (before any storage)."""
-
-        def decode(self, *args: Any, **kwargs: Any) -> pa.Table | None:
-            table = super().decode(*args, **kwargs)
-            if table is None:
-                return None
-            kept = ingest_filter(table)
-            return kept if kept.num_rows else None
 
     root = Path(store_path)
     try:
         listens = [Listen.parse(e) for e in endpoints]
-        collector = Collector(
-            FlowStore(root),
-            listens,
-            OptOutDecoder(SourceRegistry.for_store(root), root / STATE_FILE),
-            status_path=root / STATUS_FILE,
-        )
     except ListenError as exc:
         raise InputError(f"--collect: {exc}") from exc
-    thread = threading.Thread(target=collector.run, name="flowatlas-collector", daemon=True)
+    started: queue.Queue[Collector | Exception] = queue.Queue(maxsize=1)
+
+    def run() -> None:
+        # Built on its own thread: the exporter registry's SQLite connection may only be used
+        # by the thread that opened it.
+        try:
+            collector = Collector(
+                OptOutStore(root, IngestFilter(_control(store_path))),
+                listens,
+                Decoder(SourceRegistry.for_store(root), root / STATE_FILE),
+                status_path=root / STATUS_FILE,
+            )
+        except Exception as exc:  # reported by the starting thread
+            started.put(exc)
+            return
+        started.put(collector)
+        collector.run()
+
+    thread = threading.Thread(target=run, name="flowatlas-collector", daemon=True)
     thread.start()
+    collector = started.get(timeout=60)
+    if isinstance(collector, ListenError):
+        raise InputError(f"--collect: {collector}") from collector
+    if isinstance(collector, Exception):
+        raise collector
     click.echo(
         "flowatlas: collecting on " + ", ".join(f"{h}:{p}" for h, p in collector.addresses),
         err=True,
