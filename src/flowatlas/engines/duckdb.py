@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 import threading
 import uuid
@@ -47,6 +48,7 @@ class DuckDBEngine:
         self._con.register("flowatlas_empty", FLOW_SCHEMA.empty_table())
         self._local = threading.local()
         self.index = RowGroupIndex()
+        _prefer_returning_allocator()
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         # One cursor per thread: a DuckDB connection must not be shared across threads.
@@ -156,6 +158,20 @@ class DuckDBEngine:
 
     def close(self) -> None:
         self._con.close()
+
+
+def _prefer_returning_allocator() -> None:
+    """Use an Arrow allocator that gives freed memory back, unless the user chose one.
+
+    Arrow's default (mimalloc) keeps freed pages: in the 100M-flow lookup benchmark it held the
+    engine's resident memory about 130 MiB higher than jemalloc, for no speed gain.
+    """
+    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        return
+    try:
+        pa.set_memory_pool(pa.jemalloc_memory_pool())
+    except (NotImplementedError, pa.ArrowNotImplementedError):
+        pa.set_memory_pool(pa.system_memory_pool())
 
 
 class _PrereadDialect(SqlDialect):

@@ -37,6 +37,7 @@ import pyarrow.parquet as pq
 
 from flowatlas.schema import FLOW_SCHEMA, conform
 from flowatlas.store.manifest import (
+    MANIFEST_NAME,
     DayManifest,
     IngestFile,
     Run,
@@ -150,6 +151,7 @@ class FlowStore:
         if retention_days is not None and retention_days != self.settings.get("retention_days"):
             self.settings["retention_days"] = retention_days
             self._write_settings(self.settings)
+        self._manifests: dict[date, tuple[tuple[int, int, int], DayManifest]] = {}
         self._recover()
 
     # -- settings and locking -------------------------------------------------------------
@@ -267,13 +269,28 @@ class FlowStore:
 
     def days(self) -> list[date]:
         out = []
-        for entry in self.root.glob("day=*"):
-            with contextlib.suppress(ValueError):
-                out.append(date.fromisoformat(entry.name[4:]))
+        with os.scandir(self.root) as entries:
+            for entry in entries:
+                if entry.name.startswith("day="):
+                    with contextlib.suppress(ValueError):
+                        out.append(date.fromisoformat(entry.name[4:]))
         return sorted(out)
 
     def manifest(self, day: date) -> DayManifest | None:
-        return read_manifest(self._day_dir(day))
+        """The day's manifest; parsed once per version (a lookup reads 90 of them)."""
+        path = self._day_dir(day) / MANIFEST_NAME
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return None
+        version = (st.st_mtime_ns, st.st_size, st.st_ino)
+        cached = self._manifests.get(day)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        manifest = read_manifest(path.parent)
+        if manifest is not None:
+            self._manifests[day] = (version, manifest)
+        return manifest
 
     def snapshot(self, since: datetime | None = None, until: datetime | None = None) -> Snapshot:
         """The live files of the days overlapping ``[since, until)``, as absolute paths."""
@@ -289,12 +306,12 @@ class FlowStore:
             manifest = self.manifest(day)
             if manifest is None:
                 continue
-            base = self._day_dir(day)
+            base = f"{self.root}/{_day_dirname(day)}/"
             days.append(day)
-            ingest.extend(str(base / f.file) for f in manifest.ingest)
+            ingest.extend(base + f.file for f in manifest.ingest)
             for run in manifest.runs:
-                by_src.append(str(base / run.src))
-                by_dst.append(str(base / run.dst))
+                by_src.append(base + run.src)
+                by_dst.append(base + run.dst)
         return Snapshot(tuple(ingest), tuple(by_src), tuple(by_dst), tuple(days))
 
     def scan(self, since: datetime | None = None, until: datetime | None = None,
