@@ -54,12 +54,14 @@ def _hint(expr: Expr) -> EndpointHint | None:
     return None
 
 
-def day_windows(days: Sequence[date], window: Window, newest_first: bool) -> Iterator[Window]:
-    """Sub-windows over groups of 1, 2, 4, ... whole days, newest (or oldest) first.
+def day_windows(days: Sequence[date], window: Window, newest_first: bool,
+                growth: int = 16) -> Iterator[Window]:
+    """Sub-windows over groups of 1, growth, growth**2, ... whole days, newest (or oldest) first.
 
     Day partitions hold flows by start time, so every flow of a later group is newer than every
     flow of an earlier one: a "newest N flows" query can stop at the first groups that give N
-    rows. A heavy host is answered from its last day; a rare one costs about log2(days) queries.
+    rows. A heavy host is answered from its last day; a rare one costs a few queries, not one a
+    day (each query pays a fixed cost per file it opens).
     """
     ordered = sorted(set(days), reverse=newest_first)
     i, size = 0, 1
@@ -74,4 +76,4 @@ def day_windows(days: Sequence[date], window: Window, newest_first: bool) -> Ite
         if since < until:
             yield Window(since, until)
         i += size
-        size *= 2
+        size *= growth
