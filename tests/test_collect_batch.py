@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from flowatlas.collect import Decoder
 from flowatlas.collect.batch import PAD, walk
+from flowatlas.collect.sequence import SequenceTracker, Unit
 
 BASIC = [(8, 4), (12, 4), (7, 2), (11, 2), (4, 1), (2, 4), (1, 4), (152, 8), (153, 8)]
 SHORT = [(8, 4), (12, 4), (4, 1), (2, 4), (1, 4)]
@@ -133,3 +134,29 @@ def test_mutated_batches_equal_one_at_a_time(data: st.DataObject) -> None:
     assert got == want
     assert st_batch == st_single
     assert not any(r.startswith("internal_error") for r in st_batch["reasons"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 40), st.integers(0, 30)), min_size=1, max_size=30),
+       st.sampled_from(list(Unit)), st.integers(0, 5))
+def test_sequence_runs_equal_one_message_at_a_time(steps: list[tuple[int, int]], unit: Unit,
+                                                   warmup: int) -> None:
+    """Mostly consecutive sequence numbers with some jumps: the numpy fast path agrees."""
+    seqs, counts, seq = [], [], 1000
+    for jump, count in steps:
+        seq += jump if jump < 8 else count  # usually follow on, sometimes skip or repeat
+        seqs.append(seq % (1 << 32))
+        counts.append(count)
+    a, b = SequenceTracker(), SequenceTracker()
+    key = (bytes(16), 0, 10)
+    gaps = lost = 0
+    for s, c in zip(seqs, counts, strict=True):
+        step = a.observe(key, s, c, unit)
+        gaps, lost = gaps + step.gap, lost + step.lost
+    split = min(warmup, len(seqs))
+    got = [b.observe_many(key, np.array(seqs[:split], dtype=np.int64),
+                          np.array(counts[:split], dtype=np.int64), unit),
+           b.observe_many(key, np.array(seqs[split:], dtype=np.int64),
+                          np.array(counts[split:], dtype=np.int64), unit)]
+    assert (sum(g for g, _ in got), sum(n for _, n in got)) == (gaps, lost)
+    assert a._state == b._state

@@ -195,13 +195,17 @@ class Decoder:
         ok = admitted[exp_idx]
         version = np.where(length >= 2, be16(buf, start), -1)
         templated = ok & (length >= 4) & ((version == 9) | (version == 10))
-        for i in np.flatnonzero(ok & ~templated).tolist():
+        v5 = ok & (version == 5) & netflow5.well_formed(buf, start, length)
+        for i in np.flatnonzero(ok & ~templated & ~v5).tolist():
             exp = addresses[exp_idx[i]]
             data = raw[start[i]:start[i] + length[i]]
             try:
                 self._dispatch(data, exp, self.status.of(exp), batch)
             except Exception as exc:
                 self._internal_error(exp, exc)
+        picked = np.flatnonzero(v5)
+        if len(picked):
+            self._v5_batch(buf, start[picked], exp_idx[picked], addresses, batch)
         picked = np.flatnonzero(templated)
         if len(picked):
             exps = [addresses[i] for i in exp_idx[picked].tolist()]
@@ -276,6 +280,28 @@ class Decoder:
         end = netflow5.HEADER.size + h.count * netflow5.RECORD.itemsize
         group.add(data[netflow5.HEADER.size:end], h.count, h.export_us, h.uptime_ms,
                   h.sampling_rate)
+
+    def _v5_batch(self, buf: npt.NDArray[np.uint8], start: I64, exp_idx: I64,
+                  addresses: list[bytes], batch: _Batch) -> None:
+        """Well-formed v5 datagrams of one batch: headers and records gathered per exporter."""
+        h = netflow5.headers(buf, start)
+        for e in np.unique(exp_idx).tolist():
+            mine = exp_idx == e
+            exp = addresses[e]
+            c = self.status.of(exp)
+            c.versions.add(5)
+            count = h.count[mine]
+            domains = h.domain[mine]
+            for domain in np.unique(domains).tolist():
+                same = domains == domain
+                self._sequences(c, (exp, domain, 5), h.sequence[mine][same], count[same],
+                                Unit.RECORDS)
+            records = gather_records(buf, start[mine] + netflow5.HEADER.size, count,
+                                     netflow5.RECORD.itemsize)
+            cols = netflow5.decode_records(records, np.repeat(h.export_us[mine], count),
+                                           np.repeat(h.uptime_ms[mine], count))
+            cols["sampling_rate"] = np.repeat(h.sampling_rate[mine], count).astype(np.uint32)
+            batch.parts.append((exp, int(count.sum()), cols))
 
     # -- sFlow v5 ---------------------------------------------------------------------------
 
@@ -425,13 +451,20 @@ class Decoder:
                                    first, batch)
                 except Exception as exc:
                     self._internal_error(key[0], exc)
-        versions = m.version[first:last].tolist()
-        domains = m.domain[first:last].tolist()
-        sequences = m.sequence[first:last].tolist()
-        for j, (rec, back) in enumerate(zip(records.tolist(), held.tolist(), strict=True)):
-            exp = ctx.exps[first + j]
-            self._sequence_templated(exp, self.status.of(exp), versions[j], domains[j],
-                                     sequences[j], rec, back)
+        streams = ctx.streams[first:last]
+        for s in np.unique(streams).tolist():
+            mine = np.flatnonzero(streams == s)
+            i = first + int(mine[0])
+            exp, version, domain = ctx.exps[i], int(m.version[i]), int(m.domain[i])
+            c = self.status.of(exp)
+            if not held[mine].any():
+                unit = Unit.RECORDS if version == 10 else Unit.LEARN
+                self._sequences(c, (exp, domain, version), m.sequence[first + mine],
+                                records[mine], unit)
+                continue
+            for j in mine.tolist():
+                self._sequence_templated(exp, c, version, domain, int(m.sequence[first + j]),
+                                         int(records[j]), bool(held[j]))
 
     def _key_sets(self, ctx: _Walked, key: TemplateKey, msg: I64, body: I64, size: I64,
                   records: I64, held: npt.NDArray[np.bool_], first: int, batch: _Batch) -> None:
@@ -526,6 +559,12 @@ class Decoder:
             return
         unit = Unit.RECORDS if version == 10 else Unit.LEARN
         self._sequence(c, exp_key, sequence, records, unit)
+
+    def _sequences(self, c: ExporterCounters, key: tuple[bytes, int, int], seqs: I64,
+                   counts: I64, unit: Unit) -> None:
+        gaps, lost = self.sequences.observe_many(key, seqs, counts, unit)
+        c.sequence_gaps += gaps
+        c.lost += lost
 
     def _sequence(self, c: ExporterCounters, key: tuple[bytes, int, int], seq: int, count: int,
                   unit: Unit) -> None:

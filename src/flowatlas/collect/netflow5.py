@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from flowatlas.collect.batch import be16, be32
 from flowatlas.collect.columns import Columns, ipv4_matrix
 
 HEADER = struct.Struct("!HHIIIIBBH")
@@ -52,7 +53,38 @@ def parse_header(data: bytes) -> V5Header:
                     uptime)
 
 
-def decode_records(records: bytes, export_us: npt.NDArray[np.int64],
+@dataclass(frozen=True)
+class V5Headers:
+    """Header fields of many datagrams, one array element per datagram."""
+
+    count: npt.NDArray[np.int64]
+    sequence: npt.NDArray[np.int64]
+    domain: npt.NDArray[np.int64]
+    sampling_rate: npt.NDArray[np.int64]
+    export_us: npt.NDArray[np.int64]
+    uptime_ms: npt.NDArray[np.int64]
+
+
+def well_formed(buf: npt.NDArray[np.uint8], start: npt.NDArray[np.int64],
+                length: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+    """Datagrams ``parse_header`` would accept (the others go to it to count the reason);
+    ``buf`` must extend at least 24 bytes past every start."""
+    count = be16(buf, start + 2)
+    return ((length >= HEADER.size) & (count > 0) & (count <= MAX_RECORDS)
+            & (length >= HEADER.size + count * RECORD.itemsize))
+
+
+def headers(buf: npt.NDArray[np.uint8], start: npt.NDArray[np.int64]) -> V5Headers:
+    """Header fields of well-formed datagrams starting at ``start``."""
+    rate = be16(buf, start + 22) & 0x3FFF
+    secs, nsecs = be32(buf, start + 8), be32(buf, start + 12)
+    return V5Headers(be16(buf, start + 2), be32(buf, start + 16),
+                     (buf[start + 20].astype(np.int64) << 8) | buf[start + 21],
+                     np.where(rate == 0, 1, rate), secs * 1_000_000 + nsecs // 1000,
+                     be32(buf, start + 4))
+
+
+def decode_records(records: bytes | npt.NDArray[np.uint8], export_us: npt.NDArray[np.int64],
                    uptime_ms: npt.NDArray[np.int64]) -> Columns:
     """Records of many datagrams at once; ``export_us``/``uptime_ms`` are per record."""
     rec = np.frombuffer(records, dtype=RECORD)

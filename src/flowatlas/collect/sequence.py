@@ -14,6 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+import numpy as np
+import numpy.typing as npt
+
 MODULO = 1 << 32
 REORDER_WINDOW = 1 << 16
 RESTART_LEAP = 1 << 24
@@ -88,3 +91,47 @@ class SequenceTracker:
             return Step(reordered=True)  # a duplicate
         lost = delta - expected
         return Step(gap=True, lost=lost) if lost > 0 else Step()
+
+    def observe_many(self, key: SequenceKey, seqs: npt.NDArray[np.int64],
+                     counts: npt.NDArray[np.int64], unit: Unit) -> tuple[int, int]:
+        """Messages of one key in order; returns (gaps, units lost).
+
+        Once the convention is learnt, the common case (every message exactly where the
+        previous one said it would be) is checked with numpy over the rest of the run; the
+        first message that is not goes through :meth:`observe` (learning, reordering, restarts
+        and losses behave exactly the same), then the check resumes after it.
+        """
+        gaps = lost = 0
+        n, i, tries = len(seqs), 0, 0
+        while i < n:
+            st = self._state.get(key)
+            if st is not None and st.unit is not Unit.LEARN and tries < 16:
+                tries += 1
+                k = self._clean_prefix(st, seqs[i:], counts[i:])
+                if k:
+                    i += k
+                    st.last_seq, st.last_count = int(seqs[i - 1]), int(counts[i - 1])
+                    if i == n:
+                        break
+            step = self.observe(key, int(seqs[i]), int(counts[i]), unit)
+            if step.gap:
+                gaps += 1
+                lost += step.lost
+            i += 1
+        return gaps, lost
+
+    @staticmethod
+    def _clean_prefix(st: _State, seqs: npt.NDArray[np.int64],
+                      counts: npt.NDArray[np.int64]) -> int:
+        """How many leading messages follow on exactly, each from the one before."""
+        prev_seq = np.concatenate(([st.last_seq], seqs[:-1]))
+        prev_count = np.concatenate(([st.last_count], counts[:-1]))
+        delta = (seqs - prev_seq) % MODULO
+        if st.unit is Unit.PACKETS:
+            ok = delta == 1
+        elif st.inclusive is None:  # only steps that cannot teach the convention
+            ok = (counts == prev_count) & (delta == counts) & (counts > 0)
+        else:
+            ok = (delta == (counts if st.inclusive else prev_count)) & (delta > 0)
+        bad = np.flatnonzero(~ok)
+        return int(bad[0]) if len(bad) else len(ok)
