@@ -6,6 +6,7 @@ import os
 import tempfile
 import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from flowatlas.addresses import Prefix
 from flowatlas.engines.base import EngineError
 from flowatlas.engines.sql import SqlDialect, Statement
 from flowatlas.query.expr import Direction
@@ -25,6 +27,7 @@ from flowatlas.store.rowgroups import RowGroupIndex, TooBroad
 PREREAD_MAX_GROUPS = 2048
 PREREAD_MAX_ROWS = 500_000
 """Above this many matching rows, DuckDB's own pruned scan streams better than a pre-read."""
+PREREAD_CACHE_ROWS = 1_000_000
 
 
 class DuckDBEngine:
@@ -48,6 +51,10 @@ class DuckDBEngine:
         self._con.register("flowatlas_empty", FLOW_SCHEMA.empty_table())
         self._local = threading.local()
         self.index = RowGroupIndex()
+        self._preread_cache: OrderedDict[tuple[tuple[str, ...], str, tuple[Prefix, ...]],
+                                         pa.Table] = OrderedDict()
+        self._preread_lock = threading.Lock()
+        self._too_broad: set[tuple[tuple[str, ...], str, tuple[Prefix, ...]]] = set()
         _prefer_returning_allocator()
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
@@ -100,22 +107,50 @@ class DuckDBEngine:
         if hint.direction in (Direction.DST, Direction.ANY):
             wanted.append((snapshot.by_dst, "dst_addr"))
         views: dict[tuple[str, ...], str] = {}
-        try:
-            for paths, column in wanted:
-                if not paths:
-                    continue
-                cands = self.index.candidates(paths, column, hint.prefixes)
-                if cands.count > PREREAD_MAX_GROUPS:
-                    return {}
-                table = self.index.read(cands, column, hint.prefixes, PREREAD_MAX_ROWS)
-                name = f"flowatlas_preread_{column}_{uuid.uuid4().hex}"
-                self._cursor().register(name, table)
-                views[tuple(paths)] = name
-        except TooBroad:
-            for name in views.values():
-                self._cursor().unregister(name)
-            return {}
+        for paths, column in wanted:
+            if not paths:
+                continue
+            table = self._matching_rows(tuple(paths), column, hint.prefixes)
+            if table is None:
+                for name in views.values():
+                    self._cursor().unregister(name)
+                return {}
+            name = f"flowatlas_preread_{column}_{uuid.uuid4().hex}"
+            self._cursor().register(name, table)
+            views[tuple(paths)] = name
         return views
+
+    def _matching_rows(self, paths: tuple[str, ...], column: str,
+                       prefixes: tuple[Prefix, ...]) -> pa.Table | None:
+        """Rows of the sorted runs whose ``column`` is in the prefixes; None when too many.
+
+        Recent answers are kept: files never change under a name, so the same paths and
+        prefixes give the same rows, and a profile asks five questions of the same rows.
+        """
+        key = (paths, column, prefixes)
+        with self._preread_lock:
+            hit = self._preread_cache.get(key)
+            if hit is not None:
+                self._preread_cache.move_to_end(key)
+                return hit
+            if key in self._too_broad:
+                return None
+        cands = self.index.candidates(paths, column, prefixes)
+        try:
+            if cands.count > PREREAD_MAX_GROUPS:
+                raise TooBroad(f"{cands.count} row groups")
+            table = self.index.read(cands, column, prefixes, PREREAD_MAX_ROWS)
+        except TooBroad:
+            with self._preread_lock:
+                if len(self._too_broad) > 10_000:
+                    self._too_broad.clear()
+                self._too_broad.add(key)
+            return None
+        with self._preread_lock:
+            self._preread_cache[key] = table
+            while sum(t.num_rows for t in self._preread_cache.values()) > PREREAD_CACHE_ROWS:
+                self._preread_cache.popitem(last=False)
+        return table
 
     def _slices(self, query: FlowsQuery) -> Iterator[FlowsQuery]:
         """The query cut into day groups in result order (see query.plan.day_windows)."""
