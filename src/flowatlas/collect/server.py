@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import select
 import selectors
 import signal
 import socket
@@ -32,7 +33,9 @@ RECV_BUFFER = 32 << 20
 BATCH_BYTES = 8 << 20
 """One preallocated user-space buffer; datagrams are received into it end to end."""
 BATCH_DATAGRAMS = 4096
-BATCH_SECONDS = 0.005
+BATCH_SECONDS = 0.02
+"""A batch waits this long for more datagrams: a decode call has a fixed numpy cost of about a
+millisecond, so decoding every few datagrams as they trickle in would spend the CPU on it."""
 
 
 class ListenError(OSError):
@@ -152,8 +155,9 @@ class Collector:
             self.close()
 
     def _drain(self, sock: socket.socket) -> None:
-        """Receive into the preallocated buffer until the socket is empty, the buffer or the
-        datagram count is full or a few ms have passed; then decode it all as one batch."""
+        """Receive into the preallocated buffer until the buffer or the datagram count is full
+        or BATCH_SECONDS have passed (waiting for more while the socket is empty); then decode
+        it all as one batch."""
         view, recv = self._view, sock.recvfrom_into
         limit = len(view) - MAX_DATAGRAM
         lengths: list[int] = []
@@ -164,6 +168,9 @@ class Collector:
             try:
                 n, addr = recv(view[used:], MAX_DATAGRAM)
             except (BlockingIOError, InterruptedError):
+                left = deadline - time.monotonic()
+                if left > 0 and not self._stop and select.select([sock], [], [], left)[0]:
+                    continue
                 break
             except OSError as exc:  # e.g. ICMP errors surfaced on the socket: keep going
                 log.debug("receive error: %s", exc)
