@@ -45,14 +45,31 @@ def to_records(table: pa.Table) -> list[dict[str, Any]]:
 
 
 def iter_csv(tables: Iterable[pa.Table], header: bool = True) -> Iterator[str]:
-    """CSV text chunk by chunk (streams large results), written by Arrow's CSV writer."""
+    """CSV text chunk by chunk (streams large results), written by Arrow's CSV writer.
+
+    Values are quoted only where a string holds a delimiter, quote or line break, so plain
+    results read like nfdump's CSV.
+    """
     first = True
     for table in tables:
+        t = readable(table)
         buf = io.BytesIO()
-        options = pacsv.WriteOptions(include_header=first and header, quoting_style="needed")
-        pacsv.write_csv(readable(table), buf, write_options=options)
+        if first and header:
+            buf.write((",".join(_csv_field(n) for n in t.column_names) + "\n").encode())
         first = False
+        needs_quotes = any(
+            pa.types.is_string(f.type)
+            and pc.any(pc.match_substring_regex(col, r'[",\r\n]')).as_py()
+            for f, col in zip(t.schema, t.columns, strict=True)
+        )
+        options = pacsv.WriteOptions(include_header=False,
+                                     quoting_style="needed" if needs_quotes else "none")
+        pacsv.write_csv(t, buf, write_options=options)
         yield buf.getvalue().decode()
+
+
+def _csv_field(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\r\n') else text
 
 
 def iter_ndjson(tables: Iterable[pa.Table]) -> Iterator[str]:
