@@ -53,17 +53,7 @@ class NetClassTable:
 
     @classmethod
     def load(cls, path: str | Path) -> NetClassTable:
-        try:
-            with open(path, newline="") as fh:
-                raw = [r for r in csv.reader(fh) if r and not r[0].startswith("#")]
-        except OSError as exc:
-            raise AnalyticsError(f"cannot read network class table {str(path)!r}: {exc}") from None
-        if raw and raw[0][0].strip().lower() == "prefix":
-            raw = raw[1:]
-        bad = next((i for i, r in enumerate(raw) if len(r) < 2), None)
-        if bad is not None:
-            raise AnalyticsError(f"{path}: row {bad + 1} needs prefix,class")
-        return cls.from_rows([(r[0], r[1]) for r in raw])
+        return cls.from_rows(read_rows(path))
 
     @classmethod
     def _flatten(cls, spans: list[tuple[bytes, bytes, int]], names: list[str]) -> NetClassTable:
@@ -115,3 +105,18 @@ class NetClassTable:
 
     def __len__(self) -> int:
         return len(self.lows)
+
+
+def read_rows(path: str | Path) -> list[tuple[str, str]]:
+    """``prefix,class[,asn]`` rows of a CSV file (a header row and # comments are skipped)."""
+    try:
+        with open(path, newline="") as fh:
+            raw = [r for r in csv.reader(fh) if r and not r[0].startswith("#")]
+    except OSError as exc:
+        raise AnalyticsError(f"cannot read network class table {str(path)!r}: {exc}") from None
+    if raw and raw[0][0].strip().lower() == "prefix":
+        raw = raw[1:]
+    bad = next((i for i, r in enumerate(raw) if len(r) < 2), None)
+    if bad is not None:
+        raise AnalyticsError(f"{path}: row {bad + 1} needs prefix,class")
+    return [(r[0].strip(), r[1].strip()) for r in raw]

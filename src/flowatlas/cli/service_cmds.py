@@ -13,6 +13,8 @@ from typing import Any
 
 import click
 
+from flowatlas.analytics.frame import AnalyticsError
+from flowatlas.analytics.netclass import read_rows
 from flowatlas.cli.common import InputError, render_rich, store_option, user_errors
 from flowatlas.governance.audit import AuditLog
 from flowatlas.governance.classes import ClassError, PrefixClasses
@@ -537,6 +539,19 @@ def classes_set(store_path: str, prefix: str, cls: str) -> None:
     """Set a prefix's class (residential and eyeball are pseudonymised)."""
     p = PrefixClasses(_control(store_path)).set(prefix, cls)
     click.echo(f"{p.text} is {cls}")
+
+
+@classes.command("import")
+@store_option
+@click.argument("path", type=click.Path(dir_okay=False, exists=True))
+@user_errors(*_ERRORS, AnalyticsError)
+def classes_import(store_path: str, path: str) -> None:
+    """Set classes from a CSV of prefix,class[,asn] (e.g. the simulator's *.prefixes.csv)."""
+    rows = read_rows(path)
+    table = PrefixClasses(_control(store_path))
+    for prefix, cls in rows:
+        table.set(prefix, cls)
+    click.echo(f"{len(rows)} prefix classes set from {path}")
 
 
 @classes.command("remove")
