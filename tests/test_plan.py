@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, date, datetime, timedelta
 
 from flowatlas.query.expr import Direction
@@ -30,7 +31,7 @@ def test_day_windows_tile_the_window_newest_first() -> None:
     inside = [d for d in days if date(2026, 8, 3) <= d <= date(2026, 9, 5)]
     parts = list(day_windows(inside, window, newest_first=True))
     assert parts[0].until == window.until and parts[-1].since == window.since
-    for newer, older in zip(parts, parts[1:], strict=False):
+    for newer, older in itertools.pairwise(parts):
         assert older.until == newer.since            # no gap, no overlap
     assert len(parts) == 3                           # 1 day, 16 days, the rest
     oldest = list(day_windows(inside, window, newest_first=False))
