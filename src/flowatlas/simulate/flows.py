@@ -13,7 +13,6 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from flowatlas.addresses import from_matrix
 from flowatlas.schema import FLOW_SCHEMA
 
 Columns = dict[str, npt.NDArray[Any]]
@@ -32,11 +31,15 @@ SYN, ACK, PSH, FIN, RST = 0x02, 0x10, 0x08, 0x01, 0x04
 TCP_FULL = SYN | ACK | PSH | FIN
 
 
-def empty(n: int = 0) -> Columns:
-    cols: Columns = {name: np.zeros(n, dtype=dt) for name, dt in _DTYPES.items()}
+def empty(n: int = 0, *, zeroed: bool = True) -> Columns:
+    """Columns of ``n`` rows: defaults, or uninitialised (``zeroed=False``) for a caller that
+    fills every row itself."""
+    new = np.zeros if zeroed else np.empty
+    cols: Columns = {name: new(n, dtype=dt) for name, dt in _DTYPES.items()}
     for name in _ADDRESSES:
-        cols[name] = np.zeros(n, dtype=ADDR)
-    cols["sampling_rate"][:] = 1
+        cols[name] = new(n, dtype=ADDR)
+    if zeroed:
+        cols["sampling_rate"][:] = 1
     return cols
 
 
@@ -73,13 +76,12 @@ def sort_by_time(cols: Columns) -> tuple[Columns, npt.NDArray[np.intp]]:
 
 
 def to_batch(cols: Columns) -> pa.RecordBatch:
+    """Arrow arrays over the columns' own memory (no copy: Arrow keeps the numpy arrays alive)."""
     arrays: list[pa.Array] = []
+    n = size(cols)
     for field in FLOW_SCHEMA:
-        col = cols[field.name]
-        if field.name in _ADDRESSES:
-            arrays.append(from_matrix(col.view(np.uint8).reshape(-1, 16)))
-        elif field.name in ("time_start", "time_end"):
-            arrays.append(pa.array(col.astype(np.int64, copy=False), pa.int64()).view(field.type))
-        else:
-            arrays.append(pa.array(col.astype(_DTYPES[field.name], copy=False), field.type))
+        col = np.ascontiguousarray(cols[field.name],
+                                   dtype=ADDR if field.name in _ADDRESSES else _DTYPES[field.name])
+        data = pa.py_buffer(col.view(np.uint8))
+        arrays.append(pa.Array.from_buffers(field.type, n, [None, data]))
     return pa.RecordBatch.from_arrays(arrays, schema=FLOW_SCHEMA)

@@ -27,7 +27,7 @@ from flowatlas.simulate.config import (
     SimConfig,
     stream_rng,
 )
-from flowatlas.simulate.flows import Columns, concat, size, sort_by_time, take, to_batch
+from flowatlas.simulate.flows import Columns, size, sort_by_time, take, to_batch
 from flowatlas.simulate.observe import observe
 from flowatlas.simulate.scenarios.c2 import plant_c2, plant_researchers
 from flowatlas.simulate.scenarios.enterprise import plant_enterprise
@@ -93,16 +93,12 @@ class Simulation:
 
     def chunk(self, index: int) -> pa.RecordBatch:
         """Chunk ``index``: its background slice (observed) plus the planted rows of that slice."""
-        cfg = self.config
-        bg, _ = observe(self.world, self.background.chunk(index),
-                        stream_rng(cfg.seed, STREAM_OBSERVE, index))
         lo, hi = self.background.bounds(index)
         times = self.planted["time_start"]
         a = 0 if index == 0 else int(np.searchsorted(times, lo, side="left"))
         b = int(np.searchsorted(times, hi, side="left")) if index + 1 < self.chunks else len(times)
-        if b > a:
-            bg = concat([bg, take(self.planted, np.arange(a, b))])
-        return to_batch(bg)
+        planted = {name: col[a:b] for name, col in self.planted.items()}
+        return to_batch(self.background.chunk(index, planted))
 
     def batches(self, progress: Progress | None = None) -> Iterator[pa.RecordBatch]:
         for i in range(self.chunks):

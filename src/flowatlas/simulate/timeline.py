@@ -37,16 +37,36 @@ class Timeline:
         mass = intensity(edges + (widths / 2).astype(np.int64)) * widths
         cdf = np.concatenate([[0.0], np.cumsum(mass)])
         self._cdf = cdf / cdf[-1]
+        self._edges_ms = (self._edges - start_us) / MS  # relative, so floats stay small
 
     def at(self, quantiles: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
         """Times (whole milliseconds) at the given quantiles of the cumulative intensity."""
         t = np.interp(quantiles, self._cdf, self._edges)
         return (t // MS).astype(np.int64) * MS
 
-    def sorted_quantiles(self, rng: np.random.Generator, n: int, low: float,
-                         high: float) -> npt.NDArray[np.float64]:
-        """``n`` sorted uniform draws in [low, high) without a sort (normalised exponential gaps)."""
-        gaps = rng.standard_exponential(n + 1)
-        cum = np.cumsum(gaps)
-        out: npt.NDArray[np.float64] = low + (high - low) * (cum[:-1] / cum[-1])
-        return out
+    def quantile_of(self, t_us: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+        """The cumulative intensity at the given times (inverse of :meth:`at`)."""
+        q: npt.NDArray[np.float64] = np.interp(t_us.astype(np.float64), self._edges, self._cdf)
+        return q
+
+    def sorted_times(self, rng: np.random.Generator, out: npt.NDArray[np.int64], low: float,
+                     high: float, lo_us: int, hi_us: int) -> None:
+        """Fill ``out`` with sorted times (whole ms) at uniform quantiles in [low, high).
+
+        Sorted uniforms come from normalised cumulative exponential gaps (no sort); times are
+        clamped into [lo_us, hi_us) so a chunk never spills over its slice through rounding.
+        """
+        n = len(out)
+        if n == 0:
+            return
+        q = rng.standard_exponential(n + 1)
+        np.cumsum(q, out=q)
+        scale = (high - low) / q[-1]
+        q = q[:-1]
+        q *= scale
+        q += low
+        t = np.interp(q, self._cdf, self._edges_ms)
+        np.clip(t, (lo_us - self.start_us) // MS, (hi_us - self.start_us) // MS - 1, out=t)
+        np.copyto(out, t, casting="unsafe")  # truncation is floor here: t >= 0
+        out *= MS
+        out += self.start_us
