@@ -24,7 +24,7 @@ from flowatlas.schema import ADDRESS_COLUMNS, ADDRESS_TYPE, FLOW_SCHEMA
 from flowatlas.store import FlowStore, Snapshot
 from flowatlas.store.rowgroups import RowGroupIndex, TooBroad
 
-PREREAD_MAX_GROUPS = 2048
+PREREAD_MAX_GROUPS = 400
 PREREAD_MAX_ROWS = 500_000
 """Above this many matching rows, DuckDB's own pruned scan streams better than a pre-read."""
 PREREAD_CACHE_ROWS = 1_000_000
