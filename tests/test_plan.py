@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from flowatlas.query.expr import Direction
 from flowatlas.query.filter import parse_filter
-from flowatlas.query.plan import day_windows, endpoint_hint
+from flowatlas.query.plan import DayGroups, endpoint_hint
 from flowatlas.query.window import Window
 
 
@@ -25,21 +25,41 @@ def test_hints_follow_and_or_not() -> None:
     assert endpoint_hint(parse_filter("proto tcp")) is None
 
 
-def test_day_windows_tile_the_window_newest_first() -> None:
+def test_day_groups_tile_the_window_newest_first() -> None:
     days = [date(2026, 8, 1) + timedelta(days=i) for i in range(40)]
     window = Window(datetime(2026, 8, 3, 6, tzinfo=UTC), datetime(2026, 9, 5, 12, tzinfo=UTC))
     inside = [d for d in days if date(2026, 8, 3) <= d <= date(2026, 9, 5)]
-    parts = list(day_windows(inside, window, newest_first=True))
-    assert parts[0].until == window.until and parts[-1].since == window.since
+    groups = DayGroups(inside, window, newest_first=True, wanted=100)
+    parts = []
+    for part in groups:
+        parts.append(part)
+        groups.took(10)                              # 10 rows a day: next group sized to fit
+    assert parts[0].until == window.until
     for newer, older in itertools.pairwise(parts):
         assert older.until == newer.since            # no gap, no overlap
-    assert len(parts) == 3                           # 1 day, 16 days, the rest
-    oldest = list(day_windows(inside, window, newest_first=False))
-    assert oldest[0].since == window.since and oldest[-1].until == window.until
+    assert parts[0].since == datetime(2026, 9, 5, tzinfo=UTC)        # the newest day (half of it)
+    assert parts[1].until - parts[1].since == timedelta(days=14)     # 1.5 x 90 wanted / 10 a day
+    assert parts[-1].since == window.since and groups.remaining == 100 - 10 * len(parts)
 
 
-def test_day_windows_skip_a_day_the_window_only_touches_at_midnight() -> None:
+def test_day_groups_jump_to_the_rest_when_nothing_matched() -> None:
+    days = [date(2026, 8, 1) + timedelta(days=i) for i in range(30)]
+    groups = DayGroups(days, Window(), newest_first=False, wanted=5)
+    parts = []
+    for part in groups:
+        parts.append(part)
+        groups.took(0)
+    assert len(parts) == 2
+    assert parts[0].since == datetime(2026, 8, 1, tzinfo=UTC)
+    assert parts[1].until == datetime(2026, 8, 31, tzinfo=UTC)
+
+
+def test_day_groups_skip_a_day_the_window_only_touches_at_midnight() -> None:
     window = Window(None, datetime(2026, 8, 2, tzinfo=UTC))
-    parts = list(day_windows([date(2026, 8, 1), date(2026, 8, 2)], window, newest_first=True))
+    groups = DayGroups([date(2026, 8, 1), date(2026, 8, 2)], window, newest_first=True, wanted=9)
+    parts = []
+    for part in groups:
+        parts.append(part)
+        groups.took(0)
     assert [(p.since, p.until) for p in parts] == [
         (datetime(2026, 8, 1, tzinfo=UTC), datetime(2026, 8, 2, tzinfo=UTC))]

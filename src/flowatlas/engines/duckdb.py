@@ -19,7 +19,8 @@ from flowatlas.engines.base import EngineError
 from flowatlas.engines.sql import SqlDialect, Statement
 from flowatlas.query.expr import Direction
 from flowatlas.query.model import AggregateQuery, FlowsQuery
-from flowatlas.query.plan import day_windows, endpoint_hint
+from flowatlas.query.plan import DayGroups, endpoint_hint
+from flowatlas.query.window import Window
 from flowatlas.schema import ADDRESS_COLUMNS, ADDRESS_TYPE, FLOW_SCHEMA
 from flowatlas.store import FlowStore, Snapshot
 from flowatlas.store.rowgroups import RowGroupIndex, TooBroad
@@ -27,7 +28,7 @@ from flowatlas.store.rowgroups import RowGroupIndex, TooBroad
 PREREAD_MAX_GROUPS = 400
 PREREAD_MAX_ROWS = 500_000
 """Above this many matching rows, DuckDB's own pruned scan streams better than a pre-read."""
-PREREAD_CACHE_ROWS = 1_000_000
+PREREAD_CACHE_ROWS = 500_000
 
 
 class DuckDBEngine:
@@ -152,37 +153,36 @@ class DuckDBEngine:
                 self._preread_cache.popitem(last=False)
         return table
 
-    def _slices(self, query: FlowsQuery) -> Iterator[FlowsQuery]:
-        """The query cut into day groups in result order (see query.plan.day_windows)."""
+    def _groups(self, query: FlowsQuery) -> DayGroups:
         sel = query.selection
         days = self.store.snapshot(sel.window.since, sel.window.until).days
-        for window in day_windows(days, sel.window, newest_first=not query.oldest_first):
-            yield replace(query, selection=replace(sel, window=window))
+        return DayGroups(days, sel.window, not query.oldest_first, query.limit)
+
+    def _part(self, query: FlowsQuery, window: Window, limit: int) -> FlowsQuery:
+        return replace(query, selection=replace(query.selection, window=window), limit=limit)
 
     def flows(self, query: FlowsQuery) -> pa.Table:
         parts: list[pa.Table] = []
-        remaining = query.limit
-        for part in self._slices(query):
-            table = self._fetch(SqlDialect.flows, replace(part, limit=remaining))
+        groups = self._groups(query)
+        for window in groups:
+            table = self._fetch(SqlDialect.flows, self._part(query, window, groups.remaining))
             parts.append(table)
-            remaining -= table.num_rows
-            if remaining <= 0:
-                break
+            groups.took(table.num_rows)
         if not parts:
             return FLOW_SCHEMA.empty_table()
         return pa.concat_tables(parts)
 
     def iter_flows(self, query: FlowsQuery, batch_rows: int = 65_536) -> Iterator[pa.RecordBatch]:
-        remaining = query.limit
-        for part in self._slices(query):
-            limited = replace(part, limit=remaining)
-            reader = self._relation(SqlDialect.flows, limited, self._snapshot(limited))
+        groups = self._groups(query)
+        for window in groups:
+            part = self._part(query, window, groups.remaining)
+            got = 0
+            reader = self._relation(SqlDialect.flows, part, self._snapshot(part))
             for batch in reader.to_arrow_reader(batch_rows):
                 if batch.num_rows:
-                    remaining -= batch.num_rows
+                    got += batch.num_rows
                     yield _typed(pa.Table.from_batches([batch])).to_batches()[0]
-            if remaining <= 0:
-                return
+            groups.took(got)
 
     def aggregate(self, query: AggregateQuery) -> pa.Table:
         return self._fetch(SqlDialect.aggregate, query)

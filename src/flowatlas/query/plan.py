@@ -7,6 +7,7 @@ hint is a necessary condition, never a sufficient one: engines still apply the w
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -54,26 +55,51 @@ def _hint(expr: Expr) -> EndpointHint | None:
     return None
 
 
-def day_windows(days: Sequence[date], window: Window, newest_first: bool,
-                growth: int = 16) -> Iterator[Window]:
-    """Sub-windows over groups of 1, growth, growth**2, ... whole days, newest (or oldest) first.
+class DayGroups:
+    """Groups of whole days in result order, each sized from what the previous ones gave.
 
     Day partitions hold flows by start time, so every flow of a later group is newer than every
-    flow of an earlier one: a "newest N flows" query can stop at the first groups that give N
-    rows. A heavy host is answered from its last day; a rare one costs a few queries, not one a
-    day (each query pays a fixed cost per file it opens).
+    flow of an earlier one: "the newest N flows" can stop at the first groups that give N rows.
+    The first group is one day. After each group the next is sized to the rate seen so far
+    (with 50% slack), and to everything left when nothing matched yet: a heavy host is answered
+    from its last day, a rare one in two queries, a middling one in two or three.
     """
-    ordered = sorted(set(days), reverse=newest_first)
-    i, size = 0, 1
-    while i < len(ordered):
-        group = ordered[i : i + size]
+
+    def __init__(self, days: Sequence[date], window: Window, newest_first: bool,
+                 wanted: int) -> None:
+        self.days = sorted(set(days), reverse=newest_first)
+        self.window = window
+        self.remaining = wanted
+        self._next = 0
+        self._size = 1
+        self._seen_days = 0
+        self._seen_rows = 0
+
+    def __iter__(self) -> Iterator[Window]:
+        while self._next < len(self.days) and self.remaining > 0:
+            group = self.days[self._next : self._next + self._size]
+            self._next += len(group)
+            self._seen_days += len(group)
+            window = self._window_of(group)
+            if window is not None:
+                yield window
+
+    def took(self, rows: int) -> None:
+        """Report the rows the last group gave."""
+        self.remaining -= rows
+        self._seen_rows += rows
+        left = len(self.days) - self._next
+        if self._seen_rows == 0:
+            self._size = left
+        else:
+            per_day = self._seen_rows / self._seen_days
+            self._size = max(1, min(left, math.ceil(1.5 * self.remaining / per_day)))
+
+    def _window_of(self, group: Sequence[date]) -> Window | None:
         since = datetime.combine(min(group), time(), UTC)
         until = datetime.combine(max(group) + timedelta(days=1), time(), UTC)
-        if window.since and window.since > since:
-            since = window.since
-        if window.until and window.until < until:
-            until = window.until
-        if since < until:
-            yield Window(since, until)
-        i += size
-        size *= growth
+        if self.window.since and self.window.since > since:
+            since = self.window.since
+        if self.window.until and self.window.until < until:
+            until = self.window.until
+        return Window(since, until) if since < until else None
