@@ -173,3 +173,15 @@ def test_store_stats(atlas: Atlas) -> None:
     assert st.files == len(live)
     assert len(st.days) == 3
     assert np.all([d.rows > 0 for d in st.days])
+
+
+@pytest.mark.parametrize("oldest_first", [False, True])
+def test_newest_n_of_an_address_are_exactly_the_newest_n(atlas: Atlas, truth: pa.Table,
+                                                         oldest_first: bool) -> None:
+    for address in _addresses(truth):
+        want = _expected(truth, "any", pack(address), pack(address))
+        order = "ascending" if oldest_first else "descending"
+        want = want.sort_by([("time_start", order)]).slice(0, 50)
+        got = atlas.flows(atlas.select(f"ip {address}"), limit=50, oldest_first=oldest_first)
+        assert got.column("time_start").to_pylist() == want.column("time_start").to_pylist()
+        assert row_keys(got) == row_keys(want)
