@@ -189,13 +189,17 @@ class FlowStore:
         table = conform(batch)
         if table.num_rows == 0:
             return 0
-        starts = table.column("time_start").cast(pa.int64()).to_numpy()
-        day_numbers = starts // _US_PER_DAY
-        unique_days = np.unique(day_numbers)
+        starts = pc.min_max(table.column("time_start").cast(pa.int64())).as_py()
+        if starts["min"] // _US_PER_DAY == starts["max"] // _US_PER_DAY:
+            # The common case (collectors flush often, the simulator writes by day): no sort.
+            day_numbers = None
+            unique_days = np.array([starts["min"] // _US_PER_DAY])
+        else:
+            day_numbers = table.column("time_start").cast(pa.int64()).to_numpy() // _US_PER_DAY
+            unique_days = np.unique(day_numbers)
         entries: list[dict[str, object]] = []
         for day_number in unique_days:
-            one_day = len(unique_days) == 1
-            part = table if one_day else table.filter(pa.array(day_numbers == day_number))
+            part = table if day_numbers is None else table.filter(pa.array(day_numbers == day_number))
             day = day_of(int(day_number) * _US_PER_DAY)
             (self._day_dir(day) / "ingest").mkdir(parents=True, exist_ok=True)
             name = f"ingest/{uuid.uuid4().hex}.parquet"
