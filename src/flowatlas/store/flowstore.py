@@ -258,8 +258,10 @@ class FlowStore:
             pq.write_table(table, tmp, row_group_size=ROW_GROUP_ROWS, compression="zstd",
                            use_dictionary=False, sorting_columns=sorting_columns)
         else:
+            # Unsorted addresses span the whole range in every row group: only time statistics
+            # can prune an ingest file, so only they are worth computing.
             pq.write_table(table, tmp, row_group_size=INGEST_ROW_GROUP_ROWS, compression="lz4",
-                           use_dictionary=False)
+                           use_dictionary=False, write_statistics=["time_start", "time_end"])
         with tmp.open("rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
