@@ -14,6 +14,9 @@ if [ ! -f "$STORE/ground-truth.json" ]; then
     flowatlas store compact
     # The simulator's prefix classes: residential space is pseudonymised by the service.
     flowatlas classes import "$STORE/ground-truth.prefixes.csv"
+    # Flows from unregistered exporters are counted, never stored: register loopback so that
+    # `flowatlas simulate --udp 127.0.0.1:2055` (or softflowd) can feed the running service.
+    flowatlas sources add 127.0.0.1 --id 1 --partner "demo exporter on loopback" --basis internal
 fi
 
 C2="$(python -c 'import json,sys; print(json.load(open(sys.argv[1]))["scenarios"]["c2"][0]["address"])' "$STORE/ground-truth.json")"
@@ -26,4 +29,5 @@ flowatlas ip "$C2" -n 5
 echo "== who are its victims? (ground truth: $STORE/ground-truth.json)"
 flowatlas victims "$C2" --netclass "$STORE/ground-truth.prefixes.csv" | head -n 25
 echo "== starting the service: API on http://127.0.0.1:$PORT (docs at /docs), collector on UDP 127.0.0.1:2055"
+echo "   feed it from another terminal: .venv/bin/flowatlas simulate --flows 20000 --days 1 --udp 127.0.0.1:2055"
 exec flowatlas serve --store "$STORE" --host 127.0.0.1 --port "$PORT" --collect 127.0.0.1:2055 --demo
