@@ -178,3 +178,24 @@ def test_an_append_interrupted_after_its_journal_is_rolled_forward(tmp_path: Pat
     assert reopened.stats().rows == 4_000
     assert row_keys(_all_rows(reopened)) == row_keys(table)
     assert not any(journal.iterdir())
+
+
+def test_background_writer_appends_everything_and_surfaces_failures(tmp_path: Path) -> None:
+    store = FlowStore(tmp_path)
+    table = random_flows(9_000, seed=8, days=2)
+    with store.writer(max_rows=1_000, max_seconds=60) as w:
+        w.start_background()
+        for start in range(0, 9_000, 500):
+            w.write(table.slice(start, 500))
+    assert w.rows_written == 9_000
+    assert row_keys(_all_rows(store)) == row_keys(table)
+
+    def broken(_: pa.Table) -> int:
+        raise OSError("disk full")
+
+    w = store.writer(max_rows=100, max_seconds=60)
+    w.start_background()
+    store.append = broken  # type: ignore[method-assign]
+    w.write(table.slice(0, 200))
+    with pytest.raises(OSError, match="disk full"):
+        w.close()

@@ -102,6 +102,7 @@ class Collector:
         self.store = store
         self.decoder = decoder
         self.writer = store.writer(max_rows=max_rows, max_seconds=max_seconds)
+        self.writer.start_background()  # receiving never waits for a Parquet write
         self.sockets = [open_socket(lst) for lst in listens]
         self.status_path = status_path
         self.state_every = state_every

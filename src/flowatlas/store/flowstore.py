@@ -22,7 +22,9 @@ import contextlib
 import fcntl
 import json
 import os
+import queue
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -502,8 +504,39 @@ class BatchWriter:
         self._rows = 0
         self._oldest: float | None = None
         self.rows_written = 0
+        self._queue: queue.Queue[pa.Table | None] | None = None
+        self._thread: threading.Thread | None = None
+        self._failure: BaseException | None = None
+
+    def start_background(self, depth: int = 2) -> None:
+        """Append on a thread of its own from now on.
+
+        A collector receiving datagrams must not stall for a Parquet write and two fsyncs, or
+        the kernel's receive buffer overflows in a burst. At most ``depth`` batches wait, so
+        memory stays bounded and a slow disk pushes back on the caller.
+        """
+        if self._thread is None:
+            self._queue = queue.Queue(maxsize=depth)
+            self._thread = threading.Thread(target=self._drain, name="flowstore-writer",
+                                            daemon=True)
+            self._thread.start()
+
+    def _drain(self) -> None:
+        assert self._queue is not None
+        while (table := self._queue.get()) is not None:
+            try:
+                if self._failure is None:
+                    self.rows_written += self.store.append(table)
+            except BaseException as exc:  # surfaced in the caller's thread by _check
+                self._failure = exc
+
+    def _check(self) -> None:
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
 
     def write(self, batch: pa.RecordBatch | pa.Table) -> None:
+        self._check()
         table = conform(batch)
         if table.num_rows == 0:
             return
@@ -519,16 +552,27 @@ class BatchWriter:
             self.flush()
 
     def flush(self) -> int:
+        """Append what is buffered (or hand it to the writer thread); returns its rows."""
         if not self._pending:
             return 0
         table = pa.concat_tables(self._pending)
         self._pending, self._rows, self._oldest = [], 0, None
+        if self._queue is not None:
+            self._queue.put(table)
+            return int(table.num_rows)
         written = self.store.append(table)
         self.rows_written += written
         return written
 
     def close(self) -> None:
+        """Append everything still buffered and, with a writer thread, wait for it."""
         self.flush()
+        if self._thread is not None and self._queue is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+            self._queue = None
+        self._check()
 
     def __enter__(self) -> BatchWriter:
         return self
