@@ -178,6 +178,7 @@ class Encoder:
                  export_ms: int, with_templates: bool) -> bytes:
         sets = []
         records = count
+        data_records = count   # RFC 7011 §3.1: options data records are data records too
         if with_templates:
             sets.append(self._templates())
             if self.protocol == "ipfix":
@@ -186,12 +187,13 @@ class Encoder:
                 opt = struct.pack("!IIB", domain_id, dom.rate, 2)  # 2 = random 1:N
             sets.append(_set(TEMPLATE_OPTIONS, opt))
             records += 3
+            data_records += 1
         sets.append(_set(template_id, body))
         payload = b"".join(sets)
         if self.protocol == "ipfix":
             header = struct.pack("!HHIII", 10, 16 + len(payload), export_ms // 1000,
                                  dom.sequence, domain_id)
-            dom.sequence = (dom.sequence + count) & 0xFFFF_FFFF
+            dom.sequence = (dom.sequence + data_records) & 0xFFFF_FFFF
         else:
             assert dom.boot_ms is not None
             header = struct.pack("!HHIIII", 9, records, export_ms - dom.boot_ms,
