@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import struct
 
-from flowatlas.collect.message import DataSet, Message, MessageError
+from flowatlas.collect.message import Message, MessageError, TemplateParser, walk_sets
 from flowatlas.collect.templates import Field, Template
 from flowatlas.protocols.elements import ENTERPRISE_BIT
 
 HEADER = struct.Struct("!HHIII")
-SET_HEADER = struct.Struct("!HH")
 MAX_FIELDS = 512
 
 
@@ -25,23 +24,7 @@ def parse(data: bytes) -> Message:
     if length < HEADER.size or length > len(data):
         raise MessageError("bad_message_length", f"{length} for a {len(data)}-byte datagram")
     msg = Message(10, domain, seq, export_secs * 1_000_000, None)
-    pos, end = HEADER.size, length
-    try:
-        while end - pos >= SET_HEADER.size:
-            set_id, set_len = SET_HEADER.unpack_from(data, pos)
-            if set_len < SET_HEADER.size or pos + set_len > end:
-                raise MessageError("bad_set_length", f"set {set_id} length {set_len}")
-            body, set_end = pos + SET_HEADER.size, pos + set_len
-            if set_id in (2, 3):
-                _templates(data, body, set_end, msg, options=set_id == 3)
-            elif set_id >= 256:
-                msg.data_sets.append(DataSet(set_id, body, set_end))
-            pos = set_end
-    except MessageError as exc:
-        msg.error = exc
-    except struct.error as exc:
-        msg.error = MessageError("truncated_set", str(exc))
-    return msg
+    return walk_sets(data, HEADER.size, length, msg, _TEMPLATE_SETS)
 
 
 def _templates(data: bytes, pos: int, end: int, msg: Message, options: bool) -> None:
@@ -77,6 +60,17 @@ def _templates(data: bytes, pos: int, end: int, msg: Message, options: bool) -> 
         msg.templates.append(Template(tid, tuple(fields), scope))
 
 
+def _plain_templates(data: bytes, pos: int, end: int, msg: Message) -> None:
+    _templates(data, pos, end, msg, options=False)
+
+
+def _options_templates(data: bytes, pos: int, end: int, msg: Message) -> None:
+    _templates(data, pos, end, msg, options=True)
+
+
+_TEMPLATE_SETS: dict[int, TemplateParser] = {2: _plain_templates, 3: _options_templates}
+
+
 def template_set(payload: bytes, set_id: int, msg: Message) -> None:
     """Parse one template (2) or options template (3) set body into ``msg``."""
-    _templates(payload, 0, len(payload), msg, options=set_id == 3)
+    _TEMPLATE_SETS[set_id](payload, 0, len(payload), msg)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -35,3 +37,31 @@ class Message:
     data_sets: list[DataSet] = field(default_factory=list)
     error: MessageError | None = None
     """Set when parsing stopped early; what came before it is still good."""
+
+
+SET_HEADER = struct.Struct("!HH")
+TemplateParser = Callable[[bytes, int, int, "Message"], None]
+
+
+def walk_sets(data: bytes, pos: int, end: int, msg: Message,
+              template_sets: Mapping[int, TemplateParser]) -> Message:
+    """Walk a v9 or IPFIX message's sets (the two share the layout; only template set ids
+    differ): template sets go to their parser, data sets (id >= 256) are recorded, others
+    are skipped by length. A malformed set stops the walk and is kept as ``msg.error``."""
+    try:
+        while end - pos >= SET_HEADER.size:
+            set_id, set_len = SET_HEADER.unpack_from(data, pos)
+            if set_len < SET_HEADER.size or pos + set_len > end:
+                raise MessageError("bad_set_length", f"set {set_id} length {set_len}")
+            body, set_end = pos + SET_HEADER.size, pos + set_len
+            parser = template_sets.get(set_id)
+            if parser is not None:
+                parser(data, body, set_end, msg)
+            elif set_id >= 256:
+                msg.data_sets.append(DataSet(set_id, body, set_end))
+            pos = set_end
+    except MessageError as exc:
+        msg.error = exc
+    except struct.error as exc:
+        msg.error = MessageError("truncated_set", str(exc))
+    return msg

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import struct
 
-from flowatlas.collect.message import DataSet, Message, MessageError
+from flowatlas.collect.message import Message, MessageError, TemplateParser, walk_sets
 from flowatlas.collect.templates import V9_SCOPE_BASE, Field, Template
 
 HEADER = struct.Struct("!HHIIII")
-SET_HEADER = struct.Struct("!HH")
 PAIR = struct.Struct("!HH")
 MAX_FIELDS = 512
 
@@ -21,25 +20,7 @@ def parse(data: bytes) -> Message:
         raise MessageError("truncated_header")
     _, _count, uptime, secs, seq, source_id = HEADER.unpack_from(data)
     msg = Message(9, source_id, seq, secs * 1_000_000, uptime)
-    pos, end = HEADER.size, len(data)
-    try:
-        while end - pos >= SET_HEADER.size:
-            set_id, length = SET_HEADER.unpack_from(data, pos)
-            if length < SET_HEADER.size or pos + length > end:
-                raise MessageError("bad_set_length", f"flowset {set_id} length {length}")
-            body, set_end = pos + SET_HEADER.size, pos + length
-            if set_id == 0:
-                _templates(data, body, set_end, msg)
-            elif set_id == 1:
-                _options_templates(data, body, set_end, msg)
-            elif set_id >= 256:
-                msg.data_sets.append(DataSet(set_id, body, set_end))
-            pos = set_end
-    except MessageError as exc:
-        msg.error = exc
-    except struct.error as exc:
-        msg.error = MessageError("truncated_set", str(exc))
-    return msg
+    return walk_sets(data, HEADER.size, len(data), msg, _TEMPLATE_SETS)
 
 
 def _templates(data: bytes, pos: int, end: int, msg: Message) -> None:
@@ -77,6 +58,9 @@ def _options_templates(data: bytes, pos: int, end: int, msg: Message) -> None:
         msg.templates.append(Template(tid, scope + options, len(scope)))
 
 
+_TEMPLATE_SETS: dict[int, TemplateParser] = {0: _templates, 1: _options_templates}
+
+
 def template_set(payload: bytes, set_id: int, msg: Message) -> None:
     """Parse one template (0) or options template (1) flowset body into ``msg``."""
-    (_templates if set_id == 0 else _options_templates)(payload, 0, len(payload), msg)
+    _TEMPLATE_SETS[set_id](payload, 0, len(payload), msg)
