@@ -11,6 +11,7 @@ no per-sample time). Unknown sample and record formats are skipped by their leng
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,15 +96,9 @@ def _walk(data: bytes, received_us: int, into: SFlowSamples) -> SFlowDatagram:
         raise SFlowError("too many samples")
     found = SFlowSamples()
     skipped = 0
-    for _ in range(nsamples):
-        if pos + 8 > end:
-            raise SFlowError("truncated")
-        fmt, length = PAIR.unpack_from(data, pos)
-        body, pos = pos + 8, pos + 8 + length
-        if pos > end:
-            raise SFlowError("sample runs past the datagram")
+    for fmt, body, stop in _tlvs(data, pos, end, nsamples, "sample runs past the datagram"):
         if fmt == FLOW_SAMPLE:
-            if body + 32 > pos:
+            if body + 32 > stop:
                 raise SFlowError("truncated flow sample")
             _, _, r, _, _, i, o, nrec = FLOW.unpack_from(data, body)
             i, o = i & 0x3FFFFFFF, o & 0x3FFFFFFF
@@ -111,13 +106,13 @@ def _walk(data: bytes, received_us: int, into: SFlowSamples) -> SFlowDatagram:
             i, o = (0 if i == 0x3FFFFFFF else i), (0 if o == 0x3FFFFFFF else o)
             rp = body + 32
         elif fmt == EXPANDED_FLOW_SAMPLE:
-            if body + 44 > pos:
+            if body + 44 > stop:
                 raise SFlowError("truncated flow sample")
             _, _, _, r, _, _, _, i, _, o, nrec = EXPANDED.unpack_from(data, body)
             rp = body + 44
         else:
             continue  # counter samples and unknown formats: skipped by length
-        if not _records(data, rp, pos, nrec, found):
+        if not _records(data, rp, stop, nrec, found):
             skipped += 1
             continue
         found.rate.append(r or 1)
@@ -149,27 +144,34 @@ def columns(samples: SFlowSamples) -> Columns:
 
 def _records(data: bytes, pos: int, end: int, nrec: int, found: SFlowSamples) -> bool:
     """Find the sample's packet record; True when one was taken into ``found``."""
-    for _ in range(min(nrec, 64)):
-        if pos + 8 > end:
-            raise SFlowError("truncated")
-        fmt, length = PAIR.unpack_from(data, pos)
-        body, pos = pos + 8, pos + 8 + length
-        if pos > end:
-            raise SFlowError("record runs past its sample")
+    for fmt, body, stop in _tlvs(data, pos, end, min(nrec, 64), "record runs past its sample"):
         if fmt == RAW_HEADER:
-            if body + 16 > pos:
+            if body + 16 > stop:
                 raise SFlowError("truncated raw header record")
             proto, frame_len, _stripped, size = RAW.unpack_from(data, body)
-            size = min(size, pos - body - 16, PARSE_BYTES)
+            size = min(size, stop - body - 16, PARSE_BYTES)
             found.headers.append(data[body + 16:body + 16 + size])
             found.hproto.append(proto)
             found.frame.append(frame_len)
             return True
         if fmt in (SAMPLED_IPV4, SAMPLED_IPV6):
-            found.frame.append(_u32(data, body, pos))
-            found.headers.append(_synthesise(data, body, pos, fmt, found))
+            found.frame.append(_u32(data, body, stop))
+            found.headers.append(_synthesise(data, body, stop, fmt, found))
             return True
     return False
+
+
+def _tlvs(data: bytes, pos: int, end: int, count: int,
+          overrun: str) -> Iterator[tuple[int, int, int]]:
+    """sFlow's (format, length, body) structures: yields (format, body start, body end)."""
+    for _ in range(count):
+        if pos + 8 > end:
+            raise SFlowError("truncated")
+        fmt, length = PAIR.unpack_from(data, pos)
+        body, pos = pos + 8, pos + 8 + length
+        if pos > end:
+            raise SFlowError(overrun)
+        yield fmt, body, pos
 
 
 def _synthesise(data: bytes, body: int, end: int, fmt: int, found: SFlowSamples) -> bytes:
