@@ -304,10 +304,7 @@ def tenants_list(store_path: str, as_json: bool) -> None:
 @user_errors(*_ERRORS)
 def tenants_disable(store_path: str, name: str) -> None:
     """Disable a tenant: its keys stop working at once."""
-    control = _control(store_path)
-    TenantRegistry(control).set_disabled(name, True)
-    _audit_op(control, "tenants.disable", tenant=name)
-    click.echo(f"tenant {name} disabled")
+    _set_disabled(store_path, name, True)
 
 
 @tenants.command("enable")
@@ -316,10 +313,15 @@ def tenants_disable(store_path: str, name: str) -> None:
 @user_errors(*_ERRORS)
 def tenants_enable(store_path: str, name: str) -> None:
     """Enable a disabled tenant again."""
+    _set_disabled(store_path, name, False)
+
+
+def _set_disabled(store_path: str, name: str, disabled: bool) -> None:
     control = _control(store_path)
-    TenantRegistry(control).set_disabled(name, False)
-    _audit_op(control, "tenants.enable", tenant=name)
-    click.echo(f"tenant {name} enabled")
+    TenantRegistry(control).set_disabled(name, disabled)
+    verb = "disable" if disabled else "enable"
+    _audit_op(control, f"tenants.{verb}", tenant=name)
+    click.echo(f"tenant {name} {verb}d")
 
 
 @tenants.command("quota")
