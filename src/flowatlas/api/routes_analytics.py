@@ -51,7 +51,7 @@ def binary(table: pa.Table, columns: tuple[str, ...]) -> pa.Table:
     for name in columns:
         if name in table.column_names and pa.types.is_string(table.schema.field(name).type):
             i = table.column_names.index(name)
-            table = table.set_column(i, name, pack_many(table.column(i).to_pylist()))
+            table = table.set_column(i, name, pack_many(table.column(i)))
     return table
 
 

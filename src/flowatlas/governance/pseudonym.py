@@ -138,7 +138,7 @@ def pseudonymise_table(
         # Analytics hand some addresses back as text: pseudonymise them through the binary form.
         if name in table.column_names and table.num_rows:
             i = table.column_names.index(name)
-            packed = pa.table({"a": pack_many(table.column(i).to_pylist())})
+            packed = pa.table({"a": pack_many(table.column(i))})
             done, n = pseudonymise_table(packed, pan, classes, exempt)
             if n:
                 changed += n
