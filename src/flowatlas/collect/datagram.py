@@ -72,6 +72,9 @@ class Decoder:
         self.sequences = SequenceTracker()
         self._unregistered_logged: set[bytes] = set()
         self._errors_logged: set[str] = set()
+        self._options_seen: dict[TemplateKey, tuple[Template, bytes, int]] = {}
+        """Options data set last applied per key: exporters resend the same one with every
+        template refresh, and applying it again would change nothing."""
         self._last_sweep = 0.0
         self._now = 0.0
         if self.state_path is not None:
@@ -419,8 +422,10 @@ class Decoder:
                 return False
             found.extend(parsed)
         keyed = [((exp, version, domain, t.template_id), t) for t in found]
-        if any(self.templates.get(key) != t for key, t in keyed):
-            return False
+        for key, t in keyed:  # identity first: the parsed sets are cached, so usually true
+            old = self.templates.get(key)
+            if old is not t and old != t:
+                return False
         for key, t in keyed:
             self.templates.put(key, t, self._now)
         return True
@@ -509,10 +514,7 @@ class Decoder:
         if template.is_options or template.variable or template.fixed_length:
             try:
                 if template.is_options:
-                    n, values = decode_set(template, data, start, end, OPTIONS_WANTED)
-                    self.sampling.learn(exp, version, domain, values, n)
-                    self.sampling.learn_init_time(exp, version, domain, values)
-                    return n
+                    return self._options_set(key, template, data[start:end])
                 n, values = decode_set(template, data, start, end, WANTED)
             except RecordError:
                 self.status.skip(exp, f"v{version}_bad_data_set")
@@ -522,6 +524,21 @@ class Decoder:
             return n
         self.status.skip(exp, f"v{version}_bad_template")  # zero-length records
         return 0
+
+    def _options_set(self, key: TemplateKey, template: Template, payload: bytes) -> int:
+        """Learn sampling rates and boot times from one options data set; its record count."""
+        seen = self._options_seen.get(key)
+        if seen is not None and seen[0] is template and seen[1] == payload:
+            return seen[2]
+        exp, version, domain, _ = key
+        generation = self.sampling.generation
+        n, values = decode_set(template, payload, 0, len(payload), OPTIONS_WANTED)
+        self.sampling.learn(exp, version, domain, values, n)
+        self.sampling.learn_init_time(exp, version, domain, values)
+        if self.sampling.generation != generation or len(self._options_seen) >= 65536:
+            self._options_seen.clear()  # what another set taught may just have been overridden
+        self._options_seen[key] = (template, payload, n)
+        return n
 
     def _flush_group(self, batch: _Batch, key: TemplateKey) -> None:
         group = batch.groups.pop(key, None)

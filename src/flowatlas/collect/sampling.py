@@ -59,6 +59,8 @@ class SamplingRates:
         self._init: dict[tuple[bytes, int, int], int] = {}
         self.max_entries = max_entries
         self.changed = False
+        self.generation = 0
+        """Bumped by every change of a rate or boot time (``changed`` is reset on save)."""
 
     def learn(self, exporter: bytes, version: int, domain: int, values: Values, n: int) -> int:
         """Take rates from decoded options records; returns how many were learnt."""
@@ -76,6 +78,7 @@ class SamplingRates:
             if self._rates.get(key) != int(rate[i]):
                 self._rates[key] = int(rate[i])
                 self.changed = True
+                self.generation += 1
             learnt += 1
         return learnt
 
@@ -89,6 +92,7 @@ class SamplingRates:
                                                  len(self._init) < self.max_entries):
                 self._init[key] = value
                 self.changed = True
+                self.generation += 1
 
     def init_time(self, exporter: bytes, version: int, domain: int) -> int | None:
         return self._init.get((exporter, version, domain))

@@ -131,7 +131,8 @@ class SequenceTracker:
             ok = delta == 1
         elif st.inclusive is None:  # only steps that cannot teach the convention
             ok = (counts == prev_count) & (delta == counts) & (counts > 0)
-        else:
-            ok = (delta == (counts if st.inclusive else prev_count)) & (delta > 0)
+        else:  # exactly what observe() lets pass silently: no gap, no duplicate
+            expected = counts if st.inclusive else prev_count
+            ok = (delta <= expected) & ((delta > 0) | (expected == 0))
         bad = np.flatnonzero(~ok)
         return int(bad[0]) if len(bad) else len(ok)

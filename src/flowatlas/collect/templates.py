@@ -94,7 +94,7 @@ class TemplateCache:
         if old is None and len(self._templates) >= self.max_templates:
             return False  # a hostile exporter must not grow memory without bound
         self._templates[key] = (template, now)
-        new = old is None or old[0] != template
+        new = old is None or (old[0] is not template and old[0] != template)
         self.changed = self.changed or new
         return new
 
