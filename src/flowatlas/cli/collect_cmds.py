@@ -83,13 +83,13 @@ def status_table(status: CollectorStatus) -> Any:
 
     table = Table(title="flowatlas collect", header_style="bold")
     for name in ("exporter", "packets", "records", "malformed", "unknown tpl", "seq gaps",
-                 "lost", "unregistered", "last seen"):
+                 "lost", "sflow sample gaps", "sflow drops", "unregistered", "last seen"):
         table.add_column(name, justify="left" if name == "exporter" else "right")
     for exp, c in sorted(status.exporters.items()):
         seen = datetime.fromtimestamp(c.last_seen, UTC).strftime("%H:%M:%S")
         table.add_row(unpack(exp), *(f"{v:,}" for v in (
             c.packets, c.records, c.malformed, c.unknown_template, c.sequence_gaps, c.lost,
-            c.unregistered)), seen)
+            c.sflow_sample_gaps, c.sflow_drops, c.unregistered)), seen)
     return table
 
 

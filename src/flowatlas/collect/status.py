@@ -21,6 +21,10 @@ class ExporterCounters:
     pending: int = 0
     sequence_gaps: int = 0
     lost: int = 0
+    sflow_sample_gaps: int = 0
+    """sFlow flow samples missing by their data source's sample sequence numbers."""
+    sflow_drops: int = 0
+    """sFlow samples the agent dropped for lack of resources (its data sources' drops)."""
     unregistered: int = 0
     templates: int = 0
     last_seen: float = 0.0
@@ -36,6 +40,8 @@ class ExporterCounters:
             "pending": self.pending,
             "sequence_gaps": self.sequence_gaps,
             "lost": self.lost,
+            "sflow_sample_gaps": self.sflow_sample_gaps,
+            "sflow_drops": self.sflow_drops,
             "unregistered": self.unregistered,
             "templates": self.templates,
             "last_seen": self.last_seen,
@@ -58,17 +64,17 @@ class CollectorStatus:
             c = self.exporters[exporter] = ExporterCounters()
         return c
 
-    def skip(self, exporter: bytes, reason: str, malformed: bool = True) -> None:
-        """Count one skipped datagram or set under ``reason``."""
+    def skip(self, exporter: bytes, reason: str, malformed: bool = True, count: int = 1) -> None:
+        """Count ``count`` skipped datagrams, sets or records under ``reason``."""
         c = self.of(exporter)
-        c.reasons[reason] += 1
+        c.reasons[reason] += count
         if malformed:
-            c.malformed += 1
-        self.reasons[reason] += 1
+            c.malformed += count
+        self.reasons[reason] += count
 
     def totals(self) -> dict[str, int]:
         keys = ("packets", "records", "malformed", "unknown_template", "sequence_gaps", "lost",
-                "unregistered")
+                "sflow_sample_gaps", "sflow_drops", "unregistered")
         return {k: sum(getattr(c, k) for c in self.exporters.values()) for k in keys}
 
     def as_dict(self) -> dict[str, Any]:
