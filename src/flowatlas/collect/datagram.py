@@ -319,6 +319,11 @@ class Decoder:
             self.status.skip(exp, f"sflow_{str(exc).replace(' ', '_')}")
             return
         self._sequence(c, (exp, dg.sub_agent, 0x5F), dg.sequence, 1, Unit.PACKETS)
+        if dg.bad_gateway:
+            self.status.skip(exp, "sflow_bad_gateway_record", count=dg.bad_gateway)
+        missing, dropped = sflow.account(self.sequences, exp, dg)
+        c.sflow_sample_gaps += missing
+        c.sflow_drops += dropped
 
     # -- NetFlow v9 and IPFIX ---------------------------------------------------------------
 

@@ -5,7 +5,12 @@ them is a walk), collecting each sampled packet header; the headers of a whole b
 datagrams then go into one padded byte matrix and the Ethernet/VLAN/IPv4/IPv6/TCP/UDP parsing
 is vectorised over all of them. Each sample becomes
 one record: 1 packet of the frame's length at the sample's rate, timed at receipt (sFlow carries
-no per-sample time). Unknown sample and record formats are skipped by their length.
+no per-sample time), with the AS numbers of its extended gateway record if it has one. Unknown
+sample and record formats are skipped by their length.
+
+Loss at the agent is accounted per data source: the flow sample sequence number (one per sample
+of that source) shows samples that never reached the collector, and the ``drops`` counter
+samples the agent could not take for lack of resources.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from flowatlas.collect.columns import Columns
+from flowatlas.collect.sequence import SequenceTracker, Unit
 
 U32 = struct.Struct("!I")
 PAIR = struct.Struct("!II")
@@ -32,6 +38,12 @@ MAX_SAMPLES = 4096
 
 FLOW_SAMPLE, EXPANDED_FLOW_SAMPLE = 1, 3
 RAW_HEADER, SAMPLED_IPV4, SAMPLED_IPV6 = 1, 3, 4
+EXTENDED_GATEWAY = 1003
+ADDRESS_BYTES = {0: 0, 1: 4, 2: 16}
+"""sFlow address types (unknown, IPv4, IPv6) and the bytes that follow the type."""
+SAMPLE_SEQUENCE, SAMPLE_DROPS = 0x5F01, 0x5F02
+"""Third element of the tracker keys of a data source's sample sequence and drops counter,
+apart from the datagram sequence keys (exporter, sub-agent, version or 0x5F)."""
 HP_ETHERNET, HP_IPV4, HP_IPV6 = 1, 11, 12
 
 
@@ -49,6 +61,8 @@ class SFlowSamples:
     rate: list[int] = field(default_factory=list)
     in_if: list[int] = field(default_factory=list)
     out_if: list[int] = field(default_factory=list)
+    src_as: list[int] = field(default_factory=list)
+    dst_as: list[int] = field(default_factory=list)
     received_us: list[int] = field(default_factory=list)
 
     def __len__(self) -> int:
@@ -63,6 +77,11 @@ class SFlowDatagram:
     taken: int
     skipped: int
     """Samples that had no usable packet record."""
+    sources: tuple[tuple[int, int, int], ...] = ()
+    """(data source, sample sequence number, drops) of each flow sample; the source is
+    ``source_id_type << 32 | source_id_index`` for compact and expanded samples alike."""
+    bad_gateway: int = 0
+    """Extended gateway records whose contents run past the record (AS numbers left 0)."""
 
 
 def _u32(data: bytes, pos: int, end: int) -> int:
@@ -95,12 +114,14 @@ def _walk(data: bytes, received_us: int, into: SFlowSamples) -> SFlowDatagram:
     if nsamples > MAX_SAMPLES:
         raise SFlowError("too many samples")
     found = SFlowSamples()
-    skipped = 0
+    skipped = bad_gateway = 0
+    sources: list[tuple[int, int, int]] = []
     for fmt, body, stop in _tlvs(data, pos, end, nsamples, "sample runs past the datagram"):
         if fmt == FLOW_SAMPLE:
             if body + 32 > stop:
                 raise SFlowError("truncated flow sample")
-            _, _, r, _, _, i, o, nrec = FLOW.unpack_from(data, body)
+            sample_seq, source, r, _, drops, i, o, nrec = FLOW.unpack_from(data, body)
+            source = (source >> 24) << 32 | (source & 0xFFFFFF)
             i, o = i & 0x3FFFFFFF, o & 0x3FFFFFFF
             # 0x3FFFFFFF is sFlow's "internal/unknown" interface; the schema's unknown is 0.
             i, o = (0 if i == 0x3FFFFFFF else i), (0 if o == 0x3FFFFFFF else o)
@@ -108,20 +129,56 @@ def _walk(data: bytes, received_us: int, into: SFlowSamples) -> SFlowDatagram:
         elif fmt == EXPANDED_FLOW_SAMPLE:
             if body + 44 > stop:
                 raise SFlowError("truncated flow sample")
-            _, _, _, r, _, _, _, i, _, o, nrec = EXPANDED.unpack_from(data, body)
+            sample_seq, stype, sindex, r, _, drops, _, i, _, o, nrec = \
+                EXPANDED.unpack_from(data, body)
+            source = stype << 32 | sindex
             rp = body + 44
         else:
             continue  # counter samples and unknown formats: skipped by length
-        if not _records(data, rp, stop, nrec, found):
+        sources.append((source, sample_seq, drops))
+        packet, asn = _records(data, rp, stop, nrec)
+        if asn is None:
+            bad_gateway += 1
+            asn = (0, 0)
+        if packet is None:
             skipped += 1
             continue
+        found.headers.append(packet[0])
+        found.hproto.append(packet[1])
+        found.frame.append(packet[2])
         found.rate.append(r or 1)
         found.in_if.append(i)
         found.out_if.append(o)
+        found.src_as.append(asn[0])
+        found.dst_as.append(asn[1])
         found.received_us.append(received_us)
-    for name in ("headers", "hproto", "frame", "rate", "in_if", "out_if", "received_us"):
+    for name in ("headers", "hproto", "frame", "rate", "in_if", "out_if", "src_as", "dst_as",
+                 "received_us"):
         getattr(into, name).extend(getattr(found, name))
-    return SFlowDatagram(sub_agent, seq, nsamples, len(found), skipped)
+    return SFlowDatagram(sub_agent, seq, nsamples, len(found), skipped, tuple(sources),
+                         bad_gateway)
+
+
+def account(tracker: SequenceTracker, exporter: bytes, dg: SFlowDatagram) -> tuple[int, int]:
+    """Samples missing by each data source's sequence numbers, and the increase of its drops
+    counter, over the datagram's flow samples: (missing samples, drops).
+
+    Both go through the sequence tracker, so wrap-around at 2**32, reordering and restarts are
+    judged as for datagram sequence numbers. The sample number counts one per sample (PACKETS);
+    the drops counter is observed as a number carrying nothing of its own (RECORDS, count 0),
+    which makes every forward step its increase. A restart of the sample numbers starts the
+    drops counter afresh too (an agent that restarted has reset both).
+    """
+    missing = dropped = 0
+    for source, sample_seq, drops in dg.sources:
+        stream = dg.sub_agent << 64 | source
+        step = tracker.observe((exporter, stream, SAMPLE_SEQUENCE), sample_seq, 1, Unit.PACKETS)
+        missing += step.lost
+        drops_key = (exporter, stream, SAMPLE_DROPS)
+        if step.restarted:
+            tracker.forget(drops_key)
+        dropped += tracker.observe(drops_key, drops, 0, Unit.RECORDS).lost
+    return missing, dropped
 
 
 def columns(samples: SFlowSamples) -> Columns:
@@ -138,27 +195,76 @@ def columns(samples: SFlowSamples) -> Columns:
         "sampling_rate": np.asarray(samples.rate, dtype=np.uint32),
         "in_if": np.asarray(samples.in_if, dtype=np.uint32),
         "out_if": np.asarray(samples.out_if, dtype=np.uint32),
+        "src_as": np.asarray(samples.src_as, dtype=np.uint32),
+        "dst_as": np.asarray(samples.dst_as, dtype=np.uint32),
     })
     return cols
 
 
-def _records(data: bytes, pos: int, end: int, nrec: int, found: SFlowSamples) -> bool:
-    """Find the sample's packet record; True when one was taken into ``found``."""
+Packet = tuple[bytes, int, int]
+"""A sample's packet record: header bytes, header protocol, frame length."""
+
+
+def _records(data: bytes, pos: int, end: int,
+             nrec: int) -> tuple[Packet | None, tuple[int, int] | None]:
+    """The sample's first packet record (None: none) and (src AS, dst AS) from its first
+    extended gateway record ((0, 0) without one; None when that record is malformed)."""
+    packet: Packet | None = None
+    asn: tuple[int, int] | None = (0, 0)
+    gateway = False
     for fmt, body, stop in _tlvs(data, pos, end, min(nrec, 64), "record runs past its sample"):
-        if fmt == RAW_HEADER:
+        if fmt == EXTENDED_GATEWAY and not gateway:
+            gateway = True
+            asn = _gateway(data, body, stop)
+        elif packet is not None:
+            continue
+        elif fmt == RAW_HEADER:
             if body + 16 > stop:
                 raise SFlowError("truncated raw header record")
             proto, frame_len, _stripped, size = RAW.unpack_from(data, body)
             size = min(size, stop - body - 16, PARSE_BYTES)
-            found.headers.append(data[body + 16:body + 16 + size])
-            found.hproto.append(proto)
-            found.frame.append(frame_len)
-            return True
-        if fmt in (SAMPLED_IPV4, SAMPLED_IPV6):
-            found.frame.append(_u32(data, body, stop))
-            found.headers.append(_synthesise(data, body, stop, fmt, found))
-            return True
-    return False
+            packet = (data[body + 16:body + 16 + size], proto, frame_len)
+        elif fmt in (SAMPLED_IPV4, SAMPLED_IPV6):
+            packet = (*_synthesise(data, body, stop, fmt), _u32(data, body, stop))
+        if gateway and packet is not None:
+            break  # the rest of the sample's records carry nothing flowatlas stores
+    return packet, asn
+
+
+def _gateway(data: bytes, pos: int, end: int) -> tuple[int, int] | None:
+    """(src_as, dst_as) of an extended gateway record, None if it runs past its end.
+
+    src_as is the record's src_as as sent (the router's own AS is not put in for 0, as
+    sflowtool and pmacct do not); dst_as is the last AS of the last dst_as_path segment, the
+    origin AS (0 for an empty path or an empty last segment, as in sflowtool).
+    """
+    if pos + 4 > end:
+        return None
+    alen = ADDRESS_BYTES.get(int(U32.unpack_from(data, pos)[0]))
+    if alen is None:
+        return None
+    pos += 4 + alen
+    if pos + 16 > end:
+        return None
+    _router_as, src_as, _src_peer_as, segments = AGENT.unpack_from(data, pos)
+    pos += 16
+    if segments * 8 > end - pos:  # bounds the loop by the record's size
+        return None
+    dst_as = 0
+    for _ in range(segments):
+        if pos + 8 > end:
+            return None
+        _kind, count = PAIR.unpack_from(data, pos)
+        pos += 8 + 4 * count
+        if pos > end:
+            return None
+        dst_as = int(U32.unpack_from(data, pos - 4)[0]) if count else 0
+    if pos + 4 > end:
+        return None
+    communities = int(U32.unpack_from(data, pos)[0])
+    if communities * 4 + 8 > end - pos:  # the communities and localpref
+        return None
+    return int(src_as), dst_as
 
 
 def _tlvs(data: bytes, pos: int, end: int, count: int,
@@ -174,8 +280,9 @@ def _tlvs(data: bytes, pos: int, end: int, count: int,
         yield fmt, body, pos
 
 
-def _synthesise(data: bytes, body: int, end: int, fmt: int, found: SFlowSamples) -> bytes:
-    """Rewrite a sampled IPv4/IPv6 record as a minimal IP + L4 header so one parser serves."""
+def _synthesise(data: bytes, body: int, end: int, fmt: int) -> tuple[bytes, int]:
+    """Rewrite a sampled IPv4/IPv6 record as a minimal IP + L4 header so one parser serves;
+    returns the header and its header protocol."""
     alen = 4 if fmt == SAMPLED_IPV4 else 16
     need = 8 + 2 * alen + 16
     if body + need > end:
@@ -186,12 +293,9 @@ def _synthesise(data: bytes, body: int, end: int, fmt: int, found: SFlowSamples)
     sport, dport, flags = (_u32(data, body + 8 + 2 * alen + k, end) for k in (0, 4, 8))
     l4 = struct.pack("!HH", sport & 0xFFFF, dport & 0xFFFF) + bytes(9) + bytes([flags & 0xFF])
     if fmt == SAMPLED_IPV4:
-        ip = bytes([0x45]) + bytes(8) + bytes([proto & 0xFF]) + bytes(2) + src + dst
-        found.hproto.append(HP_IPV4)
-    else:
-        ip = bytes([0x60]) + bytes(5) + bytes([proto & 0xFF]) + bytes(1) + src + dst
-        found.hproto.append(HP_IPV6)
-    return ip + l4
+        return bytes([0x45]) + bytes(8) + bytes([proto & 0xFF]) + bytes(2) + src + dst + l4, \
+            HP_IPV4
+    return bytes([0x60]) + bytes(5) + bytes([proto & 0xFF]) + bytes(1) + src + dst + l4, HP_IPV6
 
 
 def _gather(h: npt.NDArray[np.uint8], at: npt.NDArray[np.int64], width: int) -> npt.NDArray[Any]:
