@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
+import shutil
 import struct
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
+from collect_support import drain, has_tool, udp_sink, write_pcap
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -318,3 +322,43 @@ def test_status_table_shows_the_counters() -> None:
     console.print(status_table(d.status))
     text = console.export_text()
     assert "sflow drops" in text and "12,345" in text and "sflow sample gaps" in text
+
+
+# -- a real agent: pmacctd's sfprobe sends extended gateway records from a networks file -----
+
+NETWORKS = {"10.1.0.0/16": 64501, "192.0.2.0/24": 64502, "2001:db8::/32": 64503}
+"""One IPv6 network only: pmacctd 1.7.7 gave 2001:db8:ffff::2 the AS of 2001:db8::/48 when
+2001:db8:ffff::/48 was listed too (seen in the record's bytes: pmacctd's lookup, not ours)."""
+
+
+def _origin(addr: str) -> int:
+    ip = ipaddress.ip_address(addr)
+    return next((asn for net, asn in NETWORKS.items() if ip in ipaddress.ip_network(net)), 0)
+
+
+@pytest.mark.skipif(not has_tool("pmacctd"), reason="needs Debian package pmacct")
+def test_pmacctd_sfprobe_gateway_as_numbers(tmp_path: Path) -> None:
+    """sfprobe puts the networks file's AS numbers into an extended gateway record (one
+    AS_SET segment holding the dst AS). collect_support.pmacctd takes no extra settings, hence
+    the configuration here."""
+    truth = write_pcap(tmp_path / "t.pcap", flows=40)
+    (tmp_path / "nets").write_text("".join(f"{asn},{net}\n" for net, asn in NETWORKS.items()))
+    with udp_sink() as sink:
+        (tmp_path / "p.conf").write_text("\n".join([
+            f"pcap_savefile: {tmp_path / 't.pcap'}", "plugins: sfprobe",
+            "pcap_savefile_wait: false", "daemonize: false",
+            f"sfprobe_receiver: 127.0.0.1:{sink.getsockname()[1]}",
+            "sfprobe_agentip: 127.0.0.1", "sampling_rate: 1",
+            f"networks_file: {tmp_path / 'nets'}", "pmacctd_as: file"]) + "\n")
+        subprocess.run([shutil.which("pmacctd") or "/usr/sbin/pmacctd", "-f",
+                        str(tmp_path / "p.conf")], capture_output=True, timeout=60, check=False)
+        datagrams = [dg for dg, _ in drain(sink)]
+    d = Decoder()
+    t = d.decode_many([(dg, "127.0.0.1") for dg in datagrams], 1000.0)
+    assert t is not None and t.num_rows >= 0.9 * sum(p for p, _ in truth.values())
+    src, dst = unpack_many(t["src_addr"]), unpack_many(t["dst_addr"])
+    got = set(zip(src, dst, t["src_as"].to_pylist(), t["dst_as"].to_pylist(), strict=True))
+    assert got == {(s, d, _origin(s), _origin(d)) for s, d in zip(src, dst, strict=True)}
+    assert {a for *_, a in got} == {64502, 64503}  # both families carried AS numbers
+    c = d.status.of(pack("127.0.0.1"))
+    assert (c.malformed, c.sflow_sample_gaps, c.sflow_drops) == (0, 0, 0)
