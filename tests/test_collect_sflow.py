@@ -282,6 +282,31 @@ def test_reordered_sample_is_not_a_drop() -> None:
     assert c.sflow_sample_gaps == 1  # as for datagrams: the late one is not taken back
 
 
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([3, 4]), st.sampled_from([1, 1, 1, 2, 0, -1, 70_000]),
+                          st.sampled_from([0, 0, 1, 5, -3, 1 << 25])), min_size=1, max_size=40),
+       st.integers(1, 12))
+def test_batched_accounting_equals_one_datagram_at_a_time(
+        steps: list[tuple[int, int, int]], batch: int) -> None:
+    """The numpy run check per batch counts exactly what the per-sample path counts."""
+    top = 1 << 32
+    seq = {3: top - 5, 4: 10}
+    drops = {3: top - 9, 4: 0}
+    samples = []
+    for source, seq_step, drop_step in steps:
+        seq[source] = (seq[source] + seq_step) % top
+        drops[source] = (drops[source] + drop_step) % top
+        samples.append((source, seq[source], drops[source]))
+    one = run(samples)
+    grams = [datagram([flow_sample([packet()], seq=sq, source=src, drops=dr)], seq=n)
+             for n, (src, sq, dr) in enumerate(samples, 1)]
+    d = Decoder()
+    for i in range(0, len(grams), batch):
+        d.decode_many([(g, EXPORTER) for g in grams[i:i + batch]], 1000.0)
+    many = counters(d)
+    assert (many.sflow_sample_gaps, many.sflow_drops) == (one.sflow_sample_gaps, one.sflow_drops)
+
+
 def test_sources_are_kept_apart_per_sub_agent_and_exporter() -> None:
     d = Decoder()
     run([(3, 1, 0), (3, 2, 0)], decoder=d, sub_agent=0)

@@ -256,6 +256,10 @@ class Decoder:
             cols["sampling_rate"] = v5.per_record(v5.rates).astype(np.uint32)
             parts.append((exp, sum(v5.counts), cols))
         for exp, samples in batch.sflow.items():
+            c = self.status.of(exp)
+            missing, dropped = sflow.account(self.sequences, exp, samples.runs)
+            c.sflow_sample_gaps += missing
+            c.sflow_drops += dropped
             parts.append((exp, len(samples), sflow.columns(samples)))
         for group in batch.groups.values():
             parts.extend(self._group(group))
@@ -321,9 +325,7 @@ class Decoder:
         self._sequence(c, (exp, dg.sub_agent, 0x5F), dg.sequence, 1, Unit.PACKETS)
         if dg.bad_gateway:
             self.status.skip(exp, "sflow_bad_gateway_record", count=dg.bad_gateway)
-        missing, dropped = sflow.account(self.sequences, exp, dg)
-        c.sflow_sample_gaps += missing
-        c.sflow_drops += dropped
+        samples.note(dg)  # sample gaps and drops are counted per batch, in _finish
 
     # -- NetFlow v9 and IPFIX ---------------------------------------------------------------
 
@@ -515,7 +517,7 @@ class Decoder:
     def _data_set(self, batch: _Batch, key: TemplateKey, template: Template, data: bytes,
                   start: int, end: int, export_us: int, uptime_ms: int | None) -> int:
         """Queue (fixed length) or decode one data set; returns its record count."""
-        exp, version, domain, _ = key
+        exp, version = key[0], key[1]
         if template.is_options or template.variable or template.fixed_length:
             try:
                 if template.is_options:

@@ -92,6 +92,21 @@ class SequenceTracker:
         lost = delta - expected
         return Step(gap=True, lost=lost) if lost > 0 else Step()
 
+    def steps(self, key: SequenceKey, values: npt.NDArray[np.int64]) -> npt.NDArray[np.int64] | None:
+        """Forward distance (mod 2**32) to each value from the one before it, the first from
+        the stored state; None when ``key`` has none yet. Nothing is changed."""
+        st = self._state.get(key)
+        if st is None or not len(values):
+            return None
+        prev = np.concatenate(([st.last_seq], values[:-1]))
+        out: npt.NDArray[np.int64] = (values - prev) % MODULO
+        return out
+
+    def advance(self, key: SequenceKey, seq: int, count: int) -> None:
+        """Move a known key on to ``seq`` (after :meth:`steps` showed the run is clean)."""
+        st = self._state[key]
+        st.last_seq, st.last_count = seq, count
+
     def observe_many(self, key: SequenceKey, seqs: npt.NDArray[np.int64],
                      counts: npt.NDArray[np.int64], unit: Unit) -> tuple[int, int]:
         """Messages of one key in order; returns (gaps, units lost).

@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from flowatlas.collect.columns import Columns
-from flowatlas.collect.sequence import SequenceTracker, Unit
+from flowatlas.collect.sequence import RESTART_LEAP, SequenceTracker, Unit
 
 U32 = struct.Struct("!I")
 PAIR = struct.Struct("!II")
@@ -64,9 +64,19 @@ class SFlowSamples:
     src_as: list[int] = field(default_factory=list)
     dst_as: list[int] = field(default_factory=list)
     received_us: list[int] = field(default_factory=list)
+    runs: dict[int, tuple[list[int], list[int]]] = field(default_factory=dict)
+    """Per data source (``sub_agent << 64 | source``): its flow samples' sequence numbers and
+    drops counters in arrival order, for :func:`account`."""
 
     def __len__(self) -> int:
         return len(self.headers)
+
+    def note(self, dg: SFlowDatagram) -> None:
+        """Keep the sample numbers and drops of a walked datagram for :func:`account`."""
+        for source, sample_seq, drops in dg.sources:
+            seqs, drop_counts = self.runs.setdefault(dg.sub_agent << 64 | source, ([], []))
+            seqs.append(sample_seq)
+            drop_counts.append(drops)
 
 
 @dataclass(frozen=True)
@@ -159,25 +169,39 @@ def _walk(data: bytes, received_us: int, into: SFlowSamples) -> SFlowDatagram:
                          bad_gateway)
 
 
-def account(tracker: SequenceTracker, exporter: bytes, dg: SFlowDatagram) -> tuple[int, int]:
+def account(tracker: SequenceTracker, exporter: bytes,
+            runs: dict[int, tuple[list[int], list[int]]]) -> tuple[int, int]:
     """Samples missing by each data source's sequence numbers, and the increase of its drops
-    counter, over the datagram's flow samples: (missing samples, drops).
+    counter, over a batch's flow samples: (missing samples, drops).
 
     Both go through the sequence tracker, so wrap-around at 2**32, reordering and restarts are
     judged as for datagram sequence numbers. The sample number counts one per sample (PACKETS);
     the drops counter is observed as a number carrying nothing of its own (RECORDS, count 0),
     which makes every forward step its increase. A restart of the sample numbers starts the
-    drops counter afresh too (an agent that restarted has reset both).
+    drops counter afresh too (an agent that restarted has reset both). The usual run (every
+    sample numbered one on, drops only growing) is checked and summed with numpy; any other run
+    goes sample by sample.
     """
     missing = dropped = 0
-    for source, sample_seq, drops in dg.sources:
-        stream = dg.sub_agent << 64 | source
-        step = tracker.observe((exporter, stream, SAMPLE_SEQUENCE), sample_seq, 1, Unit.PACKETS)
-        missing += step.lost
+    for stream, (seq_list, drop_list) in runs.items():
+        seq_key = (exporter, stream, SAMPLE_SEQUENCE)
         drops_key = (exporter, stream, SAMPLE_DROPS)
-        if step.restarted:
-            tracker.forget(drops_key)
-        dropped += tracker.observe(drops_key, drops, 0, Unit.RECORDS).lost
+        seqs = np.asarray(seq_list, dtype=np.int64)
+        drops = np.asarray(drop_list, dtype=np.int64)
+        seq_steps = tracker.steps(seq_key, seqs)
+        drop_steps = tracker.steps(drops_key, drops)
+        if (seq_steps is not None and drop_steps is not None and bool((seq_steps == 1).all())
+                and bool((drop_steps <= RESTART_LEAP).all())):
+            tracker.advance(seq_key, seq_list[-1], 1)
+            tracker.advance(drops_key, drop_list[-1], 0)
+            dropped += int(drop_steps.sum())
+            continue
+        for sample_seq, count in zip(seq_list, drop_list, strict=True):
+            step = tracker.observe(seq_key, sample_seq, 1, Unit.PACKETS)
+            missing += step.lost
+            if step.restarted:
+                tracker.forget(drops_key)
+            dropped += tracker.observe(drops_key, count, 0, Unit.RECORDS).lost
     return missing, dropped
 
 
