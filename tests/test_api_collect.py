@@ -92,6 +92,23 @@ def test_serve_collect_stores_and_serves_flows_minus_optouts(tmp_path: Path) -> 
                [x["packets"], x["bytes"]] for x in rows}
         assert got == want
         assert {x["source_id"] for x in rows} == {5}
+        # The collector's counters, as the service shows them to operators (the status file
+        # is rewritten every 5 s; poll until it has counted what was stored).
+        status: dict[str, object] = {}
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            r = httpx.get(f"http://127.0.0.1:{http}/v1/collector", headers={"X-API-Key": key},
+                          timeout=10)
+            assert r.status_code == 200, r.text
+            status = r.json()
+            exporters = (status.get("status") or {}).get("exporters", {})  # type: ignore[attr-defined]
+            if exporters.get("127.0.0.1", {}).get("records", 0) >= len(truth):
+                break
+            time.sleep(0.5)
+        assert status["running"] is True
+        mine = status["status"]["exporters"]["127.0.0.1"]  # type: ignore[index]
+        assert mine["records"] == len(truth)  # opt-outs are dropped after decoding
+        assert mine["versions"] == [9] and mine["malformed"] == 0 and mine["sequence_gaps"] == 0
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

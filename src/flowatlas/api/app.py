@@ -20,6 +20,7 @@ from flowatlas.api.errors import error_response, gate_error_response
 from flowatlas.api.routes_control import control_router
 from flowatlas.api.routes_data import data_router
 from flowatlas.atlas import Atlas
+from flowatlas.collect.status import STATUS_FILE as COLLECTOR_STATUS
 from flowatlas.governance.controlplane import ControlPlane
 from flowatlas.governance.gate import Gate, GateError
 
@@ -69,7 +70,7 @@ def create_app(
         return error_response(500, "internal", "internal error; see the server log")
 
     app.include_router(data_router(atlas, gate))
-    app.include_router(control_router(gate))
+    app.include_router(control_router(gate, atlas.store.root / COLLECTOR_STATUS))
     try:
         from flowatlas.api.routes_analytics import analytics_router
     except ImportError:  # analytics not installed in this build: the core routes still serve

@@ -14,9 +14,9 @@ import pyarrow as pa
 from flowatlas.addresses import unpack
 from flowatlas.cli.common import InputError, format_option, render, store_option, user_errors
 from flowatlas.collect.datagram import Decoder
-from flowatlas.collect.server import STATE_FILE, STATUS_FILE, Collector, Listen, ListenError
+from flowatlas.collect.server import STATE_FILE, Collector, Listen, ListenError
 from flowatlas.collect.sources import BASES, SourceError, SourceRegistry
-from flowatlas.collect.status import CollectorStatus
+from flowatlas.collect.status import STATUS_FILE, CollectorStatus
 from flowatlas.store import FlowStore
 
 

@@ -95,8 +95,9 @@ def _start_collectors(store_path: str, endpoints: tuple[str, ...]) -> Callable[[
         return lambda: None
     try:
         from flowatlas.collect.datagram import Decoder
-        from flowatlas.collect.server import STATE_FILE, STATUS_FILE, Collector, Listen, ListenError
+        from flowatlas.collect.server import STATE_FILE, Collector, Listen, ListenError
         from flowatlas.collect.sources import SourceRegistry
+        from flowatlas.collect.status import STATUS_FILE
     except ImportError as exc:
         raise InputError(
             f"--collect: the collector is not available in this build ({exc})"

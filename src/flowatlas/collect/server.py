@@ -26,7 +26,6 @@ from flowatlas.store import FlowStore
 log = logging.getLogger("flowatlas.collect")
 
 STATE_FILE = "collector-state.json"
-STATUS_FILE = "collector-status.json"
 MAX_DATAGRAM = 65535
 RECV_BUFFER = 32 << 20
 """Kernel receive buffer asked for per socket: bursts wait there while a batch is decoded."""

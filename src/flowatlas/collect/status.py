@@ -9,6 +9,10 @@ from typing import Any
 
 from flowatlas.addresses import unpack
 
+STATUS_FILE = "collector-status.json"
+"""Where a collector rewrites :meth:`CollectorStatus.as_dict` every few seconds (in its state
+directory, the store by default), for the terminal, the service and anyone else to read."""
+
 
 @dataclass
 class ExporterCounters:
