@@ -11,7 +11,15 @@ from flowatlas.addresses import AddressError
 from flowatlas.analytics.frame import AnalyticsError
 from flowatlas.analytics.netclass import NetClassTable
 from flowatlas.atlas import Atlas
-from flowatlas.cli.common import InputError, format_option, render, store_option, user_errors, window_from
+from flowatlas.cli.common import (
+    InputError,
+    format_option,
+    render,
+    store_option,
+    user_errors,
+    window_from,
+    window_options,
+)
 from flowatlas.query.filter import FilterSyntaxError
 from flowatlas.query.model import QueryError, Selection
 from flowatlas.query.window import WindowError, parse_time
@@ -45,8 +53,7 @@ _netclass_option = click.option(
 @click.command("graph")
 @click.argument("addresses", nargs=-1, required=True)
 @store_option
-@click.option("--since")
-@click.option("--until")
+@window_options
 @click.option("--hops", default=1, show_default=True, type=click.IntRange(1, 6))
 @click.option("--max-degree", default=200, show_default=True, type=click.IntRange(1, 10_000_000),
               help="Fan-in/fan-out above which a node is a hub: kept as a leaf, not expanded.")
@@ -79,8 +86,7 @@ def graph_cmd(addresses: tuple[str, ...], store_path: str, since: str | None,
 @click.command("beacons")
 @click.argument("filter_words", nargs=-1)
 @store_option
-@click.option("--since")
-@click.option("--until")
+@window_options
 @click.option("-n", "--top", "n", default=50, show_default=True, type=click.IntRange(1, 1_000_000))
 @click.option("--min-contacts", default=4, show_default=True, type=click.IntRange(4, 1_000_000))
 @click.option("--min-score", default=0.0, show_default=True, type=click.FloatRange(0, 1))
@@ -105,8 +111,7 @@ def beacons_cmd(filter_words: tuple[str, ...], store_path: str, since: str | Non
 @click.command("victims")
 @click.argument("c2", nargs=-1, required=True)
 @store_option
-@click.option("--since")
-@click.option("--until")
+@window_options
 @_netclass_option
 @click.option("--no-fanout", is_flag=True, help="Skip the fan-out query over the peers.")
 @format_option

@@ -17,6 +17,7 @@ from flowatlas.cli.common import (
     store_option,
     user_errors,
     window_from,
+    window_options,
 )
 from flowatlas.formats import flow_lines, to_records
 from flowatlas.importers import IMPORT_FORMATS, ImportError_, import_file
@@ -51,8 +52,7 @@ def parse_duration(text: str) -> int:
 @click.command("query")
 @click.argument("filter_words", nargs=-1)
 @store_option
-@click.option("--since")
-@click.option("--until")
+@window_options
 @click.option("-n", "--limit", default=100, show_default=True, type=click.IntRange(1, 10_000_000))
 @click.option("--oldest-first", is_flag=True, help="Oldest flows first (default newest first).")
 @format_option
@@ -70,8 +70,7 @@ def query_cmd(filter_words: tuple[str, ...], store_path: str, since: str | None,
 @click.command("top")
 @click.argument("filter_words", nargs=-1)
 @store_option
-@click.option("--since")
-@click.option("--until")
+@window_options
 @click.option("-s", "--by", default="ip", show_default=True,
               help="Field(s) to rank: ip, port, as, src_addr, dst_port, proto, ... (comma-separated).")
 @click.option("-o", "--order", type=click.Choice(["flows", "packets", "bytes"]), default="flows",
@@ -92,8 +91,7 @@ def top_cmd(filter_words: tuple[str, ...], store_path: str, since: str | None, u
 @click.command("series")
 @click.argument("filter_words", nargs=-1)
 @store_option
-@click.option("--since")
-@click.option("--until")
+@window_options
 @click.option("--bin", "bin_text", default="1h", show_default=True, help="Bin width: 5m, 1h, 1d...")
 @click.option("--by", help="Split each bin by a field (e.g. proto, dst_port).")
 @click.option("--estimate", is_flag=True, help="Scale packets and bytes by the sampling rate.")
@@ -112,8 +110,7 @@ def series_cmd(filter_words: tuple[str, ...], store_path: str, since: str | None
 @click.argument("address")
 @click.argument("filter_words", nargs=-1)
 @store_option
-@click.option("--since")
-@click.option("--until")
+@window_options
 @click.option("-n", "--top", "n", default=10, show_default=True, type=click.IntRange(1, 10_000))
 @click.option("--estimate", is_flag=True, help="Scale packets and bytes by the sampling rate.")
 @format_option

@@ -361,12 +361,8 @@ class Decoder:
             known = lookup(key)
             if known is None:
                 held_back = True
-                item = PendingSet(self._now, msg.export_us, msg.uptime_ms, data[start:end])
-                c.pending += 1
-                for dropped in self.pending.add(key, item):
-                    d = self.status.of(dropped[0])
-                    d.unknown_template += 1
-                    d.pending -= 1
+                self._hold(key, c, PendingSet(self._now, msg.export_us, msg.uptime_ms,
+                                              data[start:end]))
                 continue
             reclen = known.fixed_length
             if reclen:  # the hot path: queue the set's records for one numpy pass per template
@@ -488,13 +484,9 @@ class Decoder:
             c = self.status.of(exp)
             held[msg - first] = True
             for i, b, n in zip(msg.tolist(), body.tolist(), size.tolist(), strict=True):
-                c.pending += 1
                 uptime = int(m.uptime_ms[i]) if version == 9 else None
-                item = PendingSet(self._now, int(m.export_us[i]), uptime, ctx.raw[b:b + n])
-                for dropped in self.pending.add(key, item):
-                    d = self.status.of(dropped[0])
-                    d.unknown_template += 1
-                    d.pending -= 1
+                self._hold(key, c, PendingSet(self._now, int(m.export_us[i]), uptime,
+                                              ctx.raw[b:b + n]))
             return
         reclen = template.fixed_length
         if not reclen:  # options, variable-length or empty templates: per set
@@ -513,6 +505,15 @@ class Decoder:
         uptimes = np.repeat(m.uptime_ms[msg], counts) if version == 9 else None
         batch.parts.append((exp, total, self._columns(key, values, total, export, uptimes)))
         np.add.at(records, msg - first, counts)
+
+    def _hold(self, key: TemplateKey, c: ExporterCounters, item: PendingSet) -> None:
+        """Keep a data set until its template arrives; what the buffer pushes out for room
+        is counted as unknown-template data of its own exporter."""
+        c.pending += 1
+        for dropped in self.pending.add(key, item):
+            d = self.status.of(dropped[0])
+            d.unknown_template += 1
+            d.pending -= 1
 
     def _data_set(self, batch: _Batch, key: TemplateKey, template: Template, data: bytes,
                   start: int, end: int, export_us: int, uptime_ms: int | None) -> int:

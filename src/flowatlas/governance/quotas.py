@@ -133,14 +133,7 @@ class QuotaLedger:
         day, reset = _day(now)
         denied: QuotaExceeded | None = None
         with self.control.write() as con:
-            row = con.execute(
-                "SELECT tokens, updated FROM buckets WHERE tenant = ?", (tenant.name,)
-            ).fetchone()
-            tokens = (
-                float(q.burst)
-                if row is None
-                else min(float(q.burst), row[0] + q.requests_per_second * max(0.0, now - row[1]))
-            )
+            tokens = self._tokens(con, tenant, now)
             if q.requests_per_second:
                 if tokens < 1.0:
                     wait = math.ceil((1.0 - tokens) / q.requests_per_second)
@@ -202,14 +195,7 @@ class QuotaLedger:
         now = self.clock()
         day, reset = _day(now)
         con = self.control.db
-        row = con.execute(
-            "SELECT tokens, updated FROM buckets WHERE tenant = ?", (tenant.name,)
-        ).fetchone()
-        tokens = (
-            float(q.burst)
-            if row is None
-            else min(float(q.burst), row[0] + q.requests_per_second * max(0.0, now - row[1]))
-        )
+        tokens = self._tokens(con, tenant, now)
         return Usage(
             day,
             q,
@@ -218,6 +204,19 @@ class QuotaLedger:
             tokens,
             reset,
         )
+
+    @staticmethod
+    def _tokens(con: sqlite3.Connection, tenant: Tenant, now: float) -> float:
+        """The tenant's request bucket as of ``now``: refilled since its last update, capped at
+        the burst (full when it has never been used)."""
+        q = tenant.quotas
+        row = con.execute(
+            "SELECT tokens, updated FROM buckets WHERE tenant = ?", (tenant.name,)
+        ).fetchone()
+        if row is None:
+            return float(q.burst)
+        refilled = float(row[0]) + q.requests_per_second * max(0.0, now - float(row[1]))
+        return min(float(q.burst), refilled)
 
     @staticmethod
     def _lookups(con: sqlite3.Connection, tenant: str, day: str) -> int:
