@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Query, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from flowatlas.governance.gate import Gate, Ticket
 
 _bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer fa_<id>_<secret>")
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="the same key")
@@ -55,3 +58,30 @@ Purpose = Annotated[str | None, Depends(purpose)]
 FilterText = Annotated[str | None, Query(max_length=4000, description="nfdump-style filter")]
 Since = Annotated[str | None, Query(max_length=64, description="ISO time, epoch or 7d/12h back")]
 Until = Annotated[str | None, Query(max_length=64, description="ISO time, epoch or 7d/12h back")]
+
+
+@dataclass(frozen=True)
+class Asked:
+    """The filter and time window a data or investigation route was asked for."""
+
+    filter: str | None = None
+    since: str | None = None
+    until: str | None = None
+
+    def params(self, **more: Any) -> dict[str, Any]:
+        """The request's parameters, as refusals and the audit log record them."""
+        return {"filter": self.filter, "since": self.since, "until": self.until, **more}
+
+    def admit(self, gate: Gate, cred: str | None, route: str, params: dict[str, Any],
+              purpose: str | None, **more: Any) -> Ticket:
+        """``gate.admit`` for this filter and window (``more``: rows, targets, hops...)."""
+        return gate.admit(cred, route, params, purpose=purpose, filter=self.filter,
+                          since=self.since, until=self.until, **more)
+
+
+def asked(filter: FilterText = None, since: Since = None, until: Until = None) -> Asked:
+    return Asked(filter, since, until)
+
+
+AskedWindow = Annotated[Asked, Depends(asked)]
+"""``filter``, ``since`` and ``until`` query parameters as one :class:`Asked`."""

@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from flowatlas.addresses import AddressError, Prefix, from_matrix, pack_many, parse_prefix
 from flowatlas.analytics.frame import AnalyticsError
 from flowatlas.analytics.trace import TraceReport
-from flowatlas.api.deps import Credential, FilterText, Purpose, Since, Until
+from flowatlas.api.deps import AskedWindow, Credential, FilterText, Purpose
 from flowatlas.api.errors import ERROR_RESPONSES
 from flowatlas.api.routes_data import answering
 from flowatlas.atlas import Atlas
@@ -78,39 +78,19 @@ def analytics_router(atlas: Atlas, gate: Gate) -> APIRouter:
         cred: Credential,
         purpose: Purpose,
         seed: Seeds,
-        filter: FilterText = None,
-        since: Since = None,
-        until: Until = None,
+        asked: AskedWindow,
         hops: Annotated[int, Query(ge=1, le=6)] = 1,
         max_degree: Annotated[int, Query(ge=1, le=100_000)] = 200,
         max_nodes: Annotated[int, Query(ge=1, le=1_000_000)] = 1000,
     ) -> JSONResponse:
         from flowatlas.analytics.graph import peer_graph
 
-        params = {
-            "seed": seed,
-            "filter": filter,
-            "since": since,
-            "until": until,
-            "hops": hops,
-            "max_degree": max_degree,
-            "max_nodes": max_nodes,
-        }
+        params = asked.params(seed=seed, hops=hops, max_degree=max_degree, max_nodes=max_nodes)
         seeds = prefixes(cred, "graph", params, seed)
         # Nodes and edges both count against rows: a graph of max_nodes has at most that many
         # nodes, and its edges are cut to the same number.
-        ticket = gate.admit(
-            cred,
-            "graph",
-            params,
-            purpose=purpose,
-            filter=filter,
-            since=since,
-            until=until,
-            rows=2 * max_nodes,
-            targets=seeds,
-            hops=hops,
-        )
+        ticket = asked.admit(gate, cred, "graph", params, purpose, rows=2 * max_nodes,
+                             targets=seeds, hops=hops)
         with investigating(gate, ticket):
             g = peer_graph(
                 atlas,
@@ -138,27 +118,15 @@ def analytics_router(atlas: Atlas, gate: Gate) -> APIRouter:
     def beacons(
         cred: Credential,
         purpose: Purpose,
-        filter: FilterText = None,
-        since: Since = None,
-        until: Until = None,
+        asked: AskedWindow,
         n: Annotated[int, Query(ge=1, le=10_000)] = 100,
         min_contacts: Annotated[int, Query(ge=3, le=100_000)] = 4,
         min_score: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
     ) -> JSONResponse:
         from flowatlas.analytics.beacons import find_beacons
 
-        params = {
-            "filter": filter,
-            "since": since,
-            "until": until,
-            "n": n,
-            "min_contacts": min_contacts,
-            "min_score": min_score,
-        }
-        ticket = gate.admit(
-            cred, "beacons", params, purpose=purpose, filter=filter, since=since, until=until,
-            rows=n,
-        )
+        params = asked.params(n=n, min_contacts=min_contacts, min_score=min_score)
+        ticket = asked.admit(gate, cred, "beacons", params, purpose, rows=n)
         with investigating(gate, ticket):
             report = find_beacons(
                 atlas, ticket.selection, min_contacts=min_contacts, top=n, min_score=min_score
@@ -175,27 +143,15 @@ def analytics_router(atlas: Atlas, gate: Gate) -> APIRouter:
         cred: Credential,
         purpose: Purpose,
         c2: Seeds,
-        filter: FilterText = None,
-        since: Since = None,
-        until: Until = None,
+        asked: AskedWindow,
         n: Annotated[int, Query(ge=1, le=10_000)] = 1000,
         fanout: bool = True,
     ) -> JSONResponse:
         from flowatlas.analytics.victims import classify_peers
 
-        params = {
-            "c2": c2,
-            "filter": filter,
-            "since": since,
-            "until": until,
-            "n": n,
-            "fanout": fanout,
-        }
+        params = asked.params(c2=c2, n=n, fanout=fanout)
         c2s = prefixes(cred, "victims", params, c2)
-        ticket = gate.admit(
-            cred, "victims", params, purpose=purpose, filter=filter, since=since, until=until,
-            rows=n, targets=c2s,
-        )
+        ticket = asked.admit(gate, cred, "victims", params, purpose, rows=n, targets=c2s)
         with investigating(gate, ticket):
             report = classify_peers(
                 atlas, [p.text for p in c2s], ticket.selection, netclass=gate.class_table(),

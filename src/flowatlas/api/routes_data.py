@@ -13,7 +13,7 @@ from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import JSONResponse
 
 from flowatlas.addresses import AddressError, Prefix, parse_prefix
-from flowatlas.api.deps import Credential, FilterText, Format, Purpose, Since, Until
+from flowatlas.api.deps import AskedWindow, Credential, Format, Purpose, Since, Until
 from flowatlas.api.errors import ERROR_RESPONSES
 from flowatlas.api.render import streamed, table_response
 from flowatlas.atlas import Atlas
@@ -63,29 +63,12 @@ def data_router(atlas: Atlas, gate: Gate) -> APIRouter:
     def flows(
         cred: Credential,
         purpose: Purpose,
-        filter: FilterText = None,
-        since: Since = None,
-        until: Until = None,
+        asked: AskedWindow,
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
         format: Format = Format.json,
     ) -> Response:
-        params = {
-            "filter": filter,
-            "since": since,
-            "until": until,
-            "limit": limit,
-            "format": format.value,
-        }
-        ticket = gate.admit(
-            cred,
-            "flows",
-            params,
-            purpose=purpose,
-            filter=filter,
-            since=since,
-            until=until,
-            rows=limit,
-        )
+        params = asked.params(limit=limit, format=format.value)
+        ticket = asked.admit(gate, cred, "flows", params, purpose, rows=limit)
         if format is Format.json:
             with answering(gate, ticket):
                 table = gate.disclose(ticket, atlas.flows(ticket.selection, limit))
@@ -103,28 +86,16 @@ def data_router(atlas: Atlas, gate: Gate) -> APIRouter:
     def top(
         cred: Credential,
         purpose: Purpose,
-        filter: FilterText = None,
-        since: Since = None,
-        until: Until = None,
+        asked: AskedWindow,
         by: Annotated[str, Query(max_length=100, pattern=r"^[A-Za-z_,]+$")] = "ip",
         order: Order = Order.flows,
         n: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 10,
         estimate: bool = False,
         format: Format = Format.json,
     ) -> Response:
-        params = {
-            "filter": filter,
-            "since": since,
-            "until": until,
-            "by": by,
-            "order": order.value,
-            "n": n,
-            "estimate": estimate,
-            "format": format.value,
-        }
-        ticket = gate.admit(
-            cred, "top", params, purpose=purpose, filter=filter, since=since, until=until, rows=n
-        )
+        params = asked.params(by=by, order=order.value, n=n, estimate=estimate,
+                              format=format.value)
+        ticket = asked.admit(gate, cred, "top", params, purpose, rows=n)
         with answering(gate, ticket):
             table = gate.disclose(ticket, atlas.top(ticket.selection, by, order.value, n, estimate))
         return table_response(table, format.value, ticket.headers())
@@ -133,35 +104,16 @@ def data_router(atlas: Atlas, gate: Gate) -> APIRouter:
     def series(
         cred: Credential,
         purpose: Purpose,
-        filter: FilterText = None,
-        since: Since = None,
-        until: Until = None,
+        asked: AskedWindow,
         bin: Annotated[int, Query(ge=1, le=366 * 86_400)] = 3600,
         by: Annotated[str | None, Query(max_length=40, pattern=r"^[A-Za-z_]+$")] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 1000,
         estimate: bool = False,
         format: Format = Format.json,
     ) -> Response:
-        params = {
-            "filter": filter,
-            "since": since,
-            "until": until,
-            "bin": bin,
-            "by": by,
-            "limit": limit,
-            "estimate": estimate,
-            "format": format.value,
-        }
-        ticket = gate.admit(
-            cred,
-            "series",
-            params,
-            purpose=purpose,
-            filter=filter,
-            since=since,
-            until=until,
-            rows=limit,
-        )
+        params = asked.params(bin=bin, by=by, limit=limit, estimate=estimate,
+                              format=format.value)
+        ticket = asked.admit(gate, cred, "series", params, purpose, rows=limit)
         with answering(gate, ticket):
             # The earliest `limit` bins (x groups): the response never passes its reservation.
             table = gate.disclose(
@@ -228,36 +180,16 @@ def data_router(atlas: Atlas, gate: Gate) -> APIRouter:
         cred: Credential,
         purpose: Purpose,
         address: Annotated[str, Path(max_length=64)],
-        filter: FilterText = None,
-        since: Since = None,
-        until: Until = None,
+        asked: AskedWindow,
         n: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
         order: Order = Order.bytes,
         estimate: bool = False,
         format: Format = Format.json,
     ) -> Response:
-        params = {
-            "address": address,
-            "filter": filter,
-            "since": since,
-            "until": until,
-            "n": n,
-            "order": order.value,
-            "estimate": estimate,
-            "format": format.value,
-        }
+        params = asked.params(address=address, n=n, order=order.value, estimate=estimate,
+                              format=format.value)
         prefix = target(gate, cred, "peers", params, address)
-        ticket = gate.admit(
-            cred,
-            "peers",
-            params,
-            purpose=purpose,
-            filter=filter,
-            since=since,
-            until=until,
-            rows=n,
-            targets=(prefix,),
-        )
+        ticket = asked.admit(gate, cred, "peers", params, purpose, rows=n, targets=(prefix,))
         with answering(gate, ticket):
             from flowatlas.query.expr import AddrMatch, Direction, conjoin
 
