@@ -3,8 +3,6 @@ counters."""
 
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,6 +14,7 @@ from pydantic import BaseModel, Field
 from flowatlas.addresses import AddressError, parse_prefix
 from flowatlas.api.deps import Credential, Purpose
 from flowatlas.api.errors import ERROR_RESPONSES
+from flowatlas.collect.status import published
 from flowatlas.governance.gate import ANY_ROLE, AUDIT_ROLES, PSEUDONYMISED_ROLES, Gate, GateError
 from flowatlas.governance.tenants import Role
 
@@ -27,7 +26,7 @@ class RevealRequest(BaseModel):
     pseudonym: str = Field(max_length=64, description="A pseudonymised address this tenant saw")
 
 
-def control_router(gate: Gate, collector_status: Path | None = None) -> APIRouter:
+def control_router(gate: Gate, collector_status: Path) -> APIRouter:
     """``collector_status``: the JSON file a collector on this store rewrites every few
     seconds (``<store>/collector-status.json`` by default)."""
     r = APIRouter(responses=ERROR_RESPONSES)
@@ -36,16 +35,7 @@ def control_router(gate: Gate, collector_status: Path | None = None) -> APIRoute
            summary="The collector's live counters per exporter (operators)")
     def collector(cred: Credential) -> JSONResponse:
         ticket = gate.admit(cred, "collector", {}, roles=OPERATOR_ROLES)
-        body: dict[str, Any] = {"running": False, "status": None, "age_seconds": None}
-        if collector_status is not None:
-            try:
-                age = time.time() - collector_status.stat().st_mtime
-                body = {"running": age < 30, "status": json.loads(collector_status.read_text()),
-                        "age_seconds": round(age, 1)}
-            except FileNotFoundError:
-                pass
-            except (OSError, ValueError) as exc:  # caught mid-write or unreadable: say so
-                body["error"] = f"cannot read {collector_status.name}: {exc}"
+        body = published(collector_status)
         gate.close(ticket)
         return JSONResponse(body, headers=ticket.headers())
 

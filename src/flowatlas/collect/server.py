@@ -7,9 +7,7 @@ every few seconds, and SIGTERM/SIGINT make the loop flush, save and return.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import select
 import selectors
 import signal
@@ -21,6 +19,7 @@ from pathlib import Path
 from types import FrameType
 
 from flowatlas.collect.datagram import Decoder
+from flowatlas.collect.status import publish
 from flowatlas.store import FlowStore
 
 log = logging.getLogger("flowatlas.collect")
@@ -192,9 +191,7 @@ class Collector:
             if self.decoder.state_dirty:
                 self.decoder.save_state()
             if self.status_path is not None:
-                tmp = self.status_path.with_suffix(".tmp")
-                tmp.write_text(json.dumps(self.decoder.status.as_dict()))
-                os.replace(tmp, self.status_path)
+                publish(self.decoder.status, self.status_path)
         except OSError as exc:
             log.warning("cannot save collector state: %s", exc)
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from flowatlas.addresses import unpack
@@ -12,6 +15,8 @@ from flowatlas.addresses import unpack
 STATUS_FILE = "collector-status.json"
 """Where a collector rewrites :meth:`CollectorStatus.as_dict` every few seconds (in its state
 directory, the store by default), for the terminal, the service and anyone else to read."""
+STALE_SECONDS = 30.0
+"""A status file this old means its collector has stopped (it is rewritten every 5 s)."""
 
 
 @dataclass
@@ -88,3 +93,25 @@ class CollectorStatus:
             "reasons": dict(self.reasons),
             "exporters": {unpack(k): c.as_dict() for k, c in self.exporters.items()},
         }
+
+
+def publish(status: CollectorStatus, path: Path) -> None:
+    """Replace the status file atomically, so a reader never sees half of it."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(status.as_dict()))
+    os.replace(tmp, path)
+
+
+def published(path: Path) -> dict[str, Any]:
+    """What a collector last published at ``path``: ``running`` (published within
+    STALE_SECONDS), ``status`` (its counters, or None) and ``age_seconds``."""
+    body: dict[str, Any] = {"running": False, "status": None, "age_seconds": None}
+    try:
+        age = time.time() - path.stat().st_mtime
+        body = {"running": age < STALE_SECONDS, "status": json.loads(path.read_text()),
+                "age_seconds": round(age, 1)}
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError) as exc:  # unreadable or damaged: say so rather than fail
+        body["error"] = f"cannot read {path.name}: {exc}"
+    return body
