@@ -47,6 +47,22 @@ def test_victims_found_and_decoys_rejected(world: tuple[Atlas, dict[str, Any], P
     assert "why" in report.to_table().column_names
 
 
+def test_victims_table_keeps_addresses_whole(world: tuple[Atlas, dict[str, Any], Path]) -> None:
+    """The terminal table shows every peer and label in full; long explanations wrap."""
+    from click.testing import CliRunner
+
+    from flowatlas.cli.main import cli
+
+    atlas, truth, prefixes = world
+    c2 = truth["scenarios"]["c2"][0]
+    res = CliRunner().invoke(cli, ["victims", c2["address"], "--store", str(atlas.store.root),
+                                    "--netclass", str(prefixes)])
+    assert res.exit_code == 0, res.output
+    seen = [v["address"] for v in c2["victims"] if v["observed_records"]]
+    assert seen and all(f" {a} " in res.output for a in seen)
+    assert " victim " in res.output and "…" not in res.output.split("why")[0]
+
+
 def test_beacons_rank_victims_above_others(world: tuple[Atlas, dict[str, Any], Path]) -> None:
     atlas, truth, _ = world
     report = find_beacons(atlas, Atlas.select(), top=None)

@@ -75,7 +75,12 @@ def render_rich(records: list[dict[str, Any]], columns: list[str], title: str | 
     out = Table(title=title, show_lines=False, header_style="bold")
     for name in columns:
         numeric = records and isinstance(records[0].get(name), (int, float))
-        out.add_column(name, justify="right" if numeric else "left", no_wrap=True)
+        # Prose (an explanation, not an address or time) wraps, so the short columns beside it
+        # keep their full width instead of all being cut to fit.
+        prose = any(isinstance(r.get(name), str) and " " in r[name] and len(r[name]) > 40
+                    for r in records[:50])
+        out.add_column(name, justify="right" if numeric else "left", no_wrap=not prose,
+                       min_width=len(name) if not prose else None)
     for rec in records:
         out.add_row(*("" if rec[c] is None else _fmt_cell(rec[c]) for c in columns))
     console.print(out)

@@ -108,6 +108,10 @@ def beacons_cmd(filter_words: tuple[str, ...], store_path: str, since: str | Non
         render(report.to_table(), fmt, title=f"beacons over {report.flows:,} flows")
 
 
+VICTIM_SUMMARY = ["peer", "c2", "label", "confidence", "class", "flows", "days", "first", "last",
+                  "why"]
+
+
 @click.command("victims")
 @click.argument("c2", nargs=-1, required=True)
 @store_option
@@ -128,6 +132,9 @@ def victims_cmd(c2: tuple[str, ...], store_path: str, since: str | None, until: 
         raise InputError(f"no flows touch {', '.join(c2)} in this window")
     if fmt == "json":
         _json(report.to_dict())
+    elif fmt == "table":  # the evidence columns (csv/ndjson/json) do not fit a terminal
+        render(report.to_table().select(VICTIM_SUMMARY), fmt,
+               title=f"peers of {', '.join(report.c2)} (--format csv for every column)")
     else:
         render(report.to_table(), fmt, title=f"peers of {', '.join(report.c2)}")
 
