@@ -113,11 +113,16 @@ def pack_many(texts: Iterable[str] | pa.Array | pa.ChunkedArray) -> pa.FixedSize
     return from_matrix(out)
 
 
-def from_matrix(matrix: npt.NDArray[np.uint8]) -> pa.FixedSizeBinaryArray:
-    """An (n, 16) uint8 matrix to an Arrow address column without copying per row."""
+def from_matrix(matrix: npt.NDArray[np.uint8], *, copy: bool = True) -> pa.FixedSizeBinaryArray:
+    """An (n, 16) uint8 matrix to an Arrow address column without copying per row.
+
+    ``copy=False`` shares a contiguous matrix's memory with the column (the column keeps it
+    alive): for callers that built the matrix for this and will not change it afterwards.
+    """
     m = np.ascontiguousarray(matrix, dtype=np.uint8)
     n = m.shape[0]
-    result = pa.FixedSizeBinaryArray.from_buffers(ADDRESS_TYPE, n, [None, pa.py_buffer(m.tobytes())])
+    data = pa.py_buffer(m if not copy else m.tobytes())
+    result = pa.FixedSizeBinaryArray.from_buffers(ADDRESS_TYPE, n, [None, data])
     assert isinstance(result, pa.FixedSizeBinaryArray)
     return result
 

@@ -51,11 +51,14 @@ def to_table(parts: list[tuple[int, Columns]]) -> pa.Table | None:
                     col = np.full(n, DEFAULTS.get(name, 0), dtype=_NUMPY_TYPES[name])
             chunks.append(col)
         joined = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+        # The arrays were built for this table: Arrow takes their memory as it is, no copies.
         if name in ADDRESS_FIELDS:
-            arrays.append(from_matrix(joined))
+            arrays.append(from_matrix(joined, copy=False))
         elif name in ("time_start", "time_end"):
-            arrays.append(pa.array(joined.astype(np.int64), pa.int64()).cast(TIME_TYPE))
+            times = np.ascontiguousarray(joined, dtype=np.int64)
+            arrays.append(pa.Array.from_buffers(TIME_TYPE, total, [None, pa.py_buffer(times)]))
         else:
-            arrays.append(pa.array(joined.astype(_NUMPY_TYPES[name], copy=False), field.type))
+            values = np.ascontiguousarray(joined, dtype=_NUMPY_TYPES[name])
+            arrays.append(pa.Array.from_buffers(field.type, total, [None, pa.py_buffer(values)]))
     assert all(len(a) == total for a in arrays)
     return pa.Table.from_arrays(arrays, schema=FLOW_SCHEMA)

@@ -179,9 +179,8 @@ class Decoder:
         buf = np.zeros(len(raw) + PAD, dtype=np.uint8)
         buf[:len(raw)] = np.frombuffer(raw, dtype=np.uint8)
         # Exporters: counted and checked against the registry once per address, not per datagram.
-        index: dict[str | bytes, int] = {}
-        exp_idx = np.fromiter((index.setdefault(e, len(index)) for e in exporters),
-                              dtype=np.int64, count=n)
+        index = {e: i for i, e in enumerate(dict.fromkeys(exporters))}
+        exp_idx = np.fromiter(map(index.__getitem__, exporters), dtype=np.int64, count=n)
         per_exporter = np.bincount(exp_idx, minlength=len(index)).tolist()
         addresses: list[bytes] = []
         admitted = np.zeros(len(index), dtype=bool)
@@ -396,9 +395,18 @@ class Decoder:
         stream = (exp_idx << 33) | ((m.version == 10).astype(np.int64) << 32) | m.domain
         streams = np.unique(stream, return_inverse=True)[1].astype(np.int64)
         ctx = _Walked(raw, buf, m, exps, streams)
+        # Template and options template sets of the whole batch, listed per message at once.
+        control: dict[int, list[tuple[int, int, int]]] = {}
+        rows = np.flatnonzero(m.set_id < 256)
+        for i, sid, body, end in zip(m.set_msg[rows].tolist(), m.set_id[rows].tolist(),
+                                     m.set_body[rows].tolist(), m.set_end[rows].tolist(),
+                                     strict=True):
+            control.setdefault(i, []).append((sid, body, end))
+        versions, domains = m.version.tolist(), m.domain.tolist()
         first = 0
         for i in np.flatnonzero(m.python | m.control).tolist():
-            if not m.python[i] and self._refresh_only(ctx, i):
+            if not m.python[i] and self._refresh_only(raw, exps[i], versions[i], domains[i],
+                                                      control[i]):
                 continue  # its data sets stay in the run
             self._segment(ctx, first, i, batch)
             exp = exps[i]
@@ -410,17 +418,13 @@ class Decoder:
             first = i + 1
         self._segment(ctx, first, len(start), batch)
 
-    def _refresh_only(self, ctx: _Walked, i: int) -> bool:
-        """Refresh message ``i``'s templates if none of them is new, changed or withdrawn."""
-        m = ctx.m
-        version, domain, exp = int(m.version[i]), int(m.domain[i]), ctx.exps[i]
-        rows = m.sets_of(i, i + 1)
+    def _refresh_only(self, raw: bytes, exp: bytes, version: int, domain: int,
+                      sets: list[tuple[int, int, int]]) -> bool:
+        """Refresh a message's templates (``sets``: its (set id, body, end) control sets) if
+        none of them is new, changed or withdrawn."""
         found: list[Template] = []
-        for sid, body, end in zip(m.set_id[rows].tolist(), m.set_body[rows].tolist(),
-                                  m.set_end[rows].tolist(), strict=True):
-            if sid >= 256:
-                continue
-            parsed = _template_set(version, sid, ctx.raw[body:end])
+        for sid, body, end in sets:
+            parsed = _template_set(version, sid, raw[body:end])
             if parsed is None:
                 return False
             found.extend(parsed)
