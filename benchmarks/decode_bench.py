@@ -7,16 +7,20 @@ caught once and then decoded from memory by
 * flowatlas ``Decoder`` (numpy, one core),
 * ``netflume`` and ``netflow`` (pure-Python decoders from PyPI; neither decodes sFlow),
 
-and sent over loopback to ``nfcapd`` (C; plain, and with ``-y`` LZ4 as flowatlas compresses its
-ingest files) and to ``flowatlas collect`` (whole collectors: receive, decode, write), whose CPU
-seconds are read from /proc. Each capture is sent ``--rounds`` times with its sequence numbers
-running on, as from one long-lived exporter, and CPU is read after flowatlas's age-based flush,
-so its Parquet write is counted. Prints records/s, records per CPU-second (all threads, from
-/proc/PID/task/*/schedstat: nanoseconds, not 10 ms ticks), the ratio to nfcapd, peak RSS, the
-receive buffer each got (both ask for 32 MiB) and any datagram the kernel dropped (Udp
-RcvbufErrors and InErrors deltas, plus what each collector says it stored).
+and sent over loopback to ``nfcapd`` (C; plain, and with ``-y`` LZ4) and to ``flowatlas collect``
+(whole collectors: receive, decode, write), whose CPU seconds are read from /proc. flowatlas runs
+twice, writing uncompressed ingest files (compared with plain nfcapd) and LZ4 ones, the default
+(compared with ``nfcapd -y``). Each capture is sent ``--warmup`` times before the CPU count starts,
+so that both collectors are measured in their steady state, as a long-running daemon spends its
+life (a fresh Python process pays one-off costs on its first batches), then ``--rounds`` times,
+sequence numbers running on throughout as from one long-lived exporter. CPU is read after
+flowatlas's age-based flush, so its Parquet write is counted. Prints records/s, records per
+CPU-second (all threads, from /proc/PID/task/*/schedstat: nanoseconds, not 10 ms ticks), the
+ratio to nfcapd, peak RSS, the receive buffer each got (both ask for 32 MiB) and any datagram the
+kernel dropped (Udp RcvbufErrors and InErrors deltas, plus what each collector says it stored).
 
-Run: .venv/bin/python benchmarks/decode_bench.py [--flows 12000]   (pip install -e .[bench])
+Run: .venv/bin/python benchmarks/decode_bench.py [--flows 12000] [--warmup 10] [--rounds 40]
+     (pip install -e .[bench])
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from collect_support import drain, free_port, pmacctd, softflowd, udp_sink, write_pcap  # noqa: E402
 
 from flowatlas.collect import Decoder  # noqa: E402
+from flowatlas.store import FlowStore  # noqa: E402
 
 
 def exports(pcap: Path, work: Path) -> dict[str, list[bytes]]:
@@ -170,18 +175,23 @@ so the Parquet write of what was received is counted too, not left to the exit."
 
 
 def over_loopback(cmd: Callable[[int, Path], list[str]], proto: str, datagrams: list[bytes],
-                  rounds: int, flows: int, work: Path) -> tuple[float, float, int, int, str]:
-    """(records per CPU-second, peak RSS MiB, kernel drops, records it reported, receive
-    buffer it was granted) for a collector."""
+                  warmup: int, rounds: int, flows: int, work: Path
+                  ) -> tuple[float, float, int, int, str]:
+    """(records per CPU-second over ``rounds``, peak RSS MiB, kernel drops, records it reported
+    over all rounds, receive buffer it was granted) for a collector."""
     port = free_port()
     out = work / f"out-{port}"
     out.mkdir()
     proc = subprocess.Popen(cmd(port, out), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
     time.sleep(1.5)
-    base = cpu_seconds(proc.pid)
+    stream = renumber(proto, datagrams, warmup + rounds)
     before = udp_errors()
-    send(renumber(proto, datagrams, rounds), port)
+    if warmup:
+        send(stream[:warmup * len(datagrams)], port)
+        time.sleep(FLUSH_WAIT)
+    base = cpu_seconds(proc.pid)
+    send(stream[warmup * len(datagrams):], port)
     time.sleep(FLUSH_WAIT)
     spent = cpu_seconds(proc.pid) - base
     rss = peak_rss_mib(proc.pid)
@@ -189,12 +199,11 @@ def over_loopback(cmd: Callable[[int, Path], list[str]], proto: str, datagrams: 
     proc.send_signal(signal.SIGTERM)
     text, _ = proc.communicate(timeout=60)
     drops = (after[0] - before[0]) + (after[1] - before[1])
-    reported = 0
-    for token in ("Flows: ", " flows stored"):
-        if token in text:
-            part = text.split(token)[1] if token.startswith("F") else text.split(token)[0]
-            digits = part.split(",")[0].split()[-1] if not token.startswith("F") else part.split(",")[0]
-            reported = int(digits)
+    # nfcapd prints "Flows: N" for each file it closes (one per 5-minute cycle and at exit),
+    # flowatlas "N flows stored" once at exit.
+    reported = sum(int(part.split(",")[0]) for part in text.split("Flows: ")[1:])
+    if " flows stored" in text:
+        reported = int(text.split(" flows stored")[0].split()[-1])
     rcvbuf = "-"
     if "kernel receive buffer " in text:
         rcvbuf = text.split("kernel receive buffer ")[1].split(" per")[0]
@@ -204,7 +213,10 @@ def over_loopback(cmd: Callable[[int, Path], list[str]], proto: str, datagrams: 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--flows", type=int, default=12_000)
-    ap.add_argument("--rounds", type=int, default=20, help="times each capture is sent")
+    ap.add_argument("--warmup", type=int, default=10,
+                    help="times each capture is sent before CPU is counted")
+    ap.add_argument("--rounds", type=int, default=40,
+                    help="times each capture is sent while CPU is counted")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -233,32 +245,41 @@ def main() -> None:
         print(f"flowatlas decoder peak RSS: "
               f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
-        print(f"\nwhole collectors over loopback ({args.rounds} sends of each capture):")
-        print(f"{'protocol':8} {'collector':18} {'rec/CPU-s':>12} {'vs nfcapd/-y':>11} "
+        print(f"\nwhole collectors over loopback ({args.warmup} sends of each capture to warm "
+              f"up, then {args.rounds} counted):")
+        print(f"{'protocol':8} {'collector':22} {'rec/CPU-s':>12} {'vs peer':>22} "
               f"{'peak RSS':>10} {'kernel drops':>13} {'sent':>9} {'reported':>9} "
               f"{'SO_RCVBUF':>10}")
-        exe = [sys.executable, "-c", "from flowatlas.cli.main import main; main()"]
+        sends = args.warmup + args.rounds
         for proto in ("v5", "v9", "ipfix"):
             flows = ours_rates[proto][1]
-            peers: list[float] = []
-            for name, cmd in (
-                ("nfcapd 1.7.1", lambda p, o: ["nfcapd", "-b", "127.0.0.1", "-p", str(p),
-                                               "-B", str(32 << 20), "-w", str(o)]),
-                ("nfcapd -y (LZ4)", lambda p, o: ["nfcapd", "-b", "127.0.0.1", "-p", str(p),
-                                                  "-B", str(32 << 20), "-y", "-w", str(o)]),
-                ("flowatlas collect", lambda p, o: [*exe, "collect", "--store", str(o),
-                                                    "--listen", f"127.0.0.1:{p}",
-                                                    "--accept-unregistered"]),
+            measured: dict[str, float] = {}
+            for name, peer, cmd in (
+                ("nfcapd 1.7.1", None, lambda p, o: nfcapd_cmd(p, o, [])),
+                ("nfcapd -y (LZ4)", None, lambda p, o: nfcapd_cmd(p, o, ["-y"])),
+                ("flowatlas, none", "nfcapd 1.7.1", lambda p, o: flowatlas_cmd(p, o, "none")),
+                ("flowatlas, lz4", "nfcapd -y (LZ4)", lambda p, o: flowatlas_cmd(p, o, "lz4")),
             ):
-                r, rss, drops, reported, rcvbuf = over_loopback(cmd, proto, data[proto],
-                                                                args.rounds, flows, work)
-                if name.startswith("nfcapd"):
-                    peers.append(r)
+                r, rss, drops, reported, rcvbuf = over_loopback(
+                    cmd, proto, data[proto], args.warmup, args.rounds, flows, work)
+                measured[name] = r
+                if peer is None:
                     ratio, rcvbuf = "-", "32 MiB -B"
-                else:  # against plain nfcapd, then against nfcapd compressing as we do
-                    ratio = "/".join(f"{r / max(p, 1e-9):.2f}x" for p in peers)
-                print(f"{proto:8} {name:18} {r / 1e6:>10.2f}M {ratio:>11} {rss:>8.0f}Mi "
-                      f"{drops:>13} {flows * args.rounds:>9} {reported:>9} {rcvbuf:>10}")
+                else:
+                    ratio = f"{r / max(measured[peer], 1e-9):.2f}x {peer.split(' (')[0]}"
+                print(f"{proto:8} {name:22} {r / 1e6:>10.2f}M {ratio:>22} {rss:>8.0f}Mi "
+                      f"{drops:>13} {flows * sends:>9} {reported:>9} {rcvbuf:>10}")
+
+
+def nfcapd_cmd(port: int, out: Path, extra: list[str]) -> list[str]:
+    return ["nfcapd", "-b", "127.0.0.1", "-p", str(port), "-B", str(32 << 20), *extra,
+            "-w", str(out)]
+
+
+def flowatlas_cmd(port: int, out: Path, compression: str) -> list[str]:
+    FlowStore(out, ingest_compression=compression)  # the store setting the collector writes by
+    return [sys.executable, "-c", "from flowatlas.cli.main import main; main()", "collect",
+            "--store", str(out), "--listen", f"127.0.0.1:{port}", "--accept-unregistered"]
 
 
 if __name__ == "__main__":

@@ -13,11 +13,12 @@ import sys
 from pathlib import Path
 
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 from flowfactory import random_flows
 
 from flowatlas.addresses import pack, unpack
-from flowatlas.store import FlowStore
+from flowatlas.store import FlowStore, StoreError
 
 
 def run(*args: str, store: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -98,6 +99,34 @@ def test_store_stats_compact_retention(tmp_path: Path) -> None:
     assert all(d["ingest_files"] == 0 for d in stats)
     res = run("store", "retention", "--days", "1", store=tmp_path / "s")
     assert res.returncode == 0 and "deleted 3 days" in res.stdout
+
+
+def test_store_settings_choose_the_ingest_codec(tmp_path: Path) -> None:
+    path = tmp_path / "s"
+    res = run("store", "settings", "--ingest-compression", "none", "--format", "json", store=path)
+    assert res.returncode == 0, res.stderr
+    assert {r["setting"]: r["value"] for r in json.loads(res.stdout)} == {
+        "retention_days": "90", "ingest_compression": "none"}
+    table = random_flows(2_000, seed=4, days=1)
+    FlowStore(path).append(table)  # a new handle reads the setting from store.json
+    snap = FlowStore(path).snapshot()
+    codecs = {pq.ParquetFile(f).metadata.row_group(0).column(0).compression for f in snap.ingest}
+    assert codecs == {"UNCOMPRESSED"}
+    assert pq.read_table(snap.ingest[0]).num_rows == 2_000
+    res = run("store", "settings", "--ingest-compression", "lz4", store=path)
+    assert res.returncode == 0
+    FlowStore(path).append(table)
+    codecs = {pq.ParquetFile(f).metadata.row_group(0).column(0).compression
+              for f in FlowStore(path).snapshot().ingest}
+    assert codecs == {"UNCOMPRESSED", "LZ4"}
+    res = run("store", "settings", "--ingest-compression", "brotli", store=path)
+    assert res.returncode == 2 and "brotli" in res.stderr
+    with pytest.raises(StoreError, match="brotli"):
+        FlowStore(path, ingest_compression="brotli")
+    assert FlowStore(path).ingest_compression == "lz4"
+    res = run("store", "settings", store=tmp_path / "missing")
+    assert res.returncode == 2 and "no flowatlas store" in res.stderr
+    assert not (tmp_path / "missing").exists()
 
 
 def test_import_canonical_csv_and_ndjson(tmp_path: Path) -> None:

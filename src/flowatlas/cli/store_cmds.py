@@ -1,4 +1,4 @@
-"""``flowatlas store stats|compact|retention``."""
+"""``flowatlas store stats|compact|retention|settings``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pyarrow as pa
 
 from flowatlas.cli.common import format_option, render, store_option, user_errors
 from flowatlas.store import FlowStore, StoreError
+from flowatlas.store.flowstore import INGEST_COMPRESSIONS
 
 
 def open_store(path: str, create: bool = False) -> FlowStore:
@@ -62,6 +63,26 @@ def retention_cmd(store_path: str, days: int | None) -> None:
     window = days or store.retention_days
     click.echo(f"deleted {len(deleted)} days older than {window} days"
                + (f": {deleted[0]} .. {deleted[-1]}" if deleted else ""))
+
+
+@store_group.command("settings")
+@store_option
+@click.option("--retention-days", type=click.IntRange(min=1),
+              help="Days of history to keep (applied by `store retention` and `serve`).")
+@click.option("--ingest-compression", type=click.Choice(INGEST_COMPRESSIONS),
+              help="Codec of newly appended files: lz4 (default) or zstd keep them small; none "
+                   "takes the least CPU per row and about 4x the disk until compaction.")
+@format_option
+@user_errors(StoreError)
+def settings_cmd(store_path: str, retention_days: int | None, ingest_compression: str | None,
+                 fmt: str) -> None:
+    """Show the store's settings; change those given (creating the store if need be)."""
+    changing = retention_days is not None or ingest_compression is not None
+    store = FlowStore(store_path, create=changing, retention_days=retention_days,
+                      ingest_compression=ingest_compression)
+    render(pa.table({"setting": ["retention_days", "ingest_compression"],
+                     "value": [str(store.retention_days), store.ingest_compression]}),
+           fmt, title=f"store {store_path}")
 
 
 COMMANDS = [store_group]

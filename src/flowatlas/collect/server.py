@@ -8,7 +8,6 @@ every few seconds, and SIGTERM/SIGINT make the loop flush, save and return.
 from __future__ import annotations
 
 import logging
-import select
 import selectors
 import signal
 import socket
@@ -34,6 +33,11 @@ BATCH_DATAGRAMS = 4096
 BATCH_SECONDS = 0.02
 """A batch waits this long for more datagrams: a decode call has a fixed numpy cost of about a
 millisecond, so decoding every few datagrams as they trickle in would spend the CPU on it."""
+POLL_SECONDS = 0.002
+"""While a batch fills, an empty socket is tried again after this pause instead of being waited
+on with select(): waking up for every datagram of a paced stream cost more CPU than receiving
+it (measured: 1.6 µs per v5 datagram in the running collector against 0.9 µs in a tight loop).
+The kernel buffer holds far more than 2 ms of traffic."""
 
 
 class ListenError(OSError):
@@ -168,9 +172,10 @@ class Collector:
                 n, addr = recv(view[used:], MAX_DATAGRAM)
             except (BlockingIOError, InterruptedError):
                 left = deadline - time.monotonic()
-                if left > 0 and not self._stop and select.select([sock], [], [], left)[0]:
-                    continue
-                break
+                if left <= 0 or self._stop:
+                    break
+                time.sleep(min(left, POLL_SECONDS))
+                continue
             except OSError as exc:  # e.g. ICMP errors surfaced on the socket: keep going
                 log.debug("receive error: %s", exc)
                 break

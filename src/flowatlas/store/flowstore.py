@@ -55,6 +55,9 @@ INGEST_ROW_GROUP_ROWS = 262_144
 RUN_MAX_ROWS = 2_000_000
 """Compaction sorts at most this many rows in memory at once (about 200 MB of Arrow data)."""
 RETIRE_GRACE_SECONDS = 300.0
+INGEST_COMPRESSIONS = ("lz4", "none", "zstd")
+"""Codecs an ingest file may be written with (the store setting ``ingest_compression``)."""
+DEFAULT_INGEST_COMPRESSION = "lz4"
 _US_PER_DAY = 86_400 * 1_000_000
 
 
@@ -138,7 +141,8 @@ class FlowStore:
     """Append, compact, expire and read the flow dataset under ``root``."""
 
     def __init__(self, root: str | os.PathLike[str], *, create: bool = True,
-                 retention_days: int | None = None) -> None:
+                 retention_days: int | None = None, ingest_compression: str | None = None
+                 ) -> None:
         self.root = Path(root)
         settings = self.root / "store.json"
         if not settings.exists():
@@ -150,8 +154,15 @@ class FlowStore:
             self.settings = json.loads(settings.read_text())
         except (OSError, ValueError) as exc:
             raise StoreError(f"cannot read {settings}: {exc}") from exc
-        if retention_days is not None and retention_days != self.settings.get("retention_days"):
-            self.settings["retention_days"] = retention_days
+        changes = {k: v for k, v in (("retention_days", retention_days),
+                                     ("ingest_compression", ingest_compression))
+                   if v is not None and v != self.settings.get(k)}
+        if changes:
+            if changes.get("ingest_compression", DEFAULT_INGEST_COMPRESSION) \
+                    not in INGEST_COMPRESSIONS:
+                raise StoreError(f"ingest compression {ingest_compression!r}: choose one of "
+                                 + ", ".join(INGEST_COMPRESSIONS))
+            self.settings.update(changes)
             self._write_settings(self.settings)
         self._manifests: dict[date, tuple[tuple[int, int, int], DayManifest]] = {}
         self._recover()
@@ -166,6 +177,13 @@ class FlowStore:
     @property
     def retention_days(self) -> int:
         return int(self.settings.get("retention_days", DEFAULT_RETENTION_DAYS))
+
+    @property
+    def ingest_compression(self) -> str:
+        """Codec of new ingest files. lz4 (the default) makes them about 4x smaller than
+        ``none``, which costs the writer about half the CPU per row (docs/collector.md);
+        compaction rewrites both as zstd."""
+        return str(self.settings.get("ingest_compression", DEFAULT_INGEST_COMPRESSION))
 
     @contextlib.contextmanager
     def _lock(self, name: str = ".lock") -> Iterator[None]:
@@ -245,13 +263,13 @@ class FlowStore:
                 self._publish(entries)
             journal.unlink(missing_ok=True)
 
-    @staticmethod
-    def _write_file(path: Path, table: pa.Table, sorting: str | None = None) -> int:
+    def _write_file(self, path: Path, table: pa.Table, sorting: str | None = None) -> int:
         """Write to a hidden temporary name, fsync, then rename: no partial file is ever live.
 
-        Sorted (compacted) files get small zstd row groups; ingest files get lz4 and large row
-        groups, about 1.5x faster to write. Dictionary encoding is off: on flow data it made files
-        no smaller under zstd and cost a third of the write time (measured with pyarrow 26).
+        Sorted (compacted) files get small zstd row groups; ingest files get the store's
+        ``ingest_compression`` and large row groups, about 1.5x faster to write. Dictionary
+        encoding is off: on flow data it made files no smaller under zstd and cost a third of
+        the write time (measured with pyarrow 26).
         """
         tmp = path.with_name(f".{path.name}.tmp")
         if sorting:
@@ -262,8 +280,9 @@ class FlowStore:
         else:
             # Unsorted addresses span the whole range in every row group: only time statistics
             # can prune an ingest file, so only they are worth computing.
-            pq.write_table(table, tmp, row_group_size=INGEST_ROW_GROUP_ROWS, compression="lz4",
-                           use_dictionary=False, write_statistics=["time_start", "time_end"])
+            pq.write_table(table, tmp, row_group_size=INGEST_ROW_GROUP_ROWS,
+                           compression=self.ingest_compression, use_dictionary=False,
+                           write_statistics=["time_start", "time_end"])
         with tmp.open("rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
