@@ -92,6 +92,8 @@ def test_missing_store_exit_2(tmp_path: Path) -> None:
 def test_store_stats_compact_retention(tmp_path: Path) -> None:
     s = FlowStore(tmp_path / "s")
     s.append(random_flows(3_000, seed=3))
+    res = run("store", "compact", "--due", store=tmp_path / "s")  # past days: all settled
+    assert res.returncode == 0 and "over 3 days (3,000 rows)" in res.stdout, res.stdout
     assert run("store", "compact", store=tmp_path / "s").returncode == 0
     res = run("store", "stats", "--format", "json", store=tmp_path / "s")
     stats = json.loads(res.stdout)

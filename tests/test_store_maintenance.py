@@ -199,3 +199,66 @@ def test_background_writer_appends_everything_and_surfaces_failures(tmp_path: Pa
     w.write(table.slice(0, 200))
     with pytest.raises(OSError, match="disk full"):
         w.close()
+
+
+def test_compact_due_takes_settled_days_and_full_runs_only(tmp_path: Path) -> None:
+    store = FlowStore(tmp_path)
+    first = datetime(2026, 3, 1, tzinfo=UTC)
+
+    def flows(n: int, seed: int, day: int) -> pa.Table:
+        return random_flows(n, seed=seed, days=1,
+                            start_us=int((first + timedelta(days=day)).timestamp() * 1e6))
+
+    for table in (flows(500, 5, 0), flows(300, 6, 2), flows(1_200, 7, 3)):
+        store.append(table)
+    total = store.stats().rows
+
+    def fresh() -> dict[str, int]:
+        return {d.day.isoformat(): d.ingest_files for d in store.stats().days}
+
+    # 00:30 on 4 March: 1 March is long over, 3 March ended only 30 minutes ago (late flows may
+    # still come), and 4 March already holds a full run (1,000 rows here).
+    report = store.compact_due(first + timedelta(days=3, minutes=30), run_max_rows=1_000)
+    assert report.days == 2 and report.rows == 1_700
+    assert fresh() == {"2026-03-01": 0, "2026-03-03": 1, "2026-03-04": 0}
+    report = store.compact_due(first + timedelta(days=3, minutes=61), run_max_rows=1_000)
+    assert report.days == 1 and fresh()["2026-03-03"] == 0
+    assert store.compact_due(first + timedelta(days=9), run_max_rows=1_000).days == 0
+    assert store.stats().rows == total == 2_000
+    assert row_keys(_all_rows(store)) == row_keys(pa.concat_tables(
+        [flows(500, 5, 0), flows(300, 6, 2), flows(1_200, 7, 3)]))
+
+
+def test_serve_applies_retention_and_compacts_due_days(tmp_path: Path) -> None:
+    """`serve --retention-every` on the real clock: an expired day goes, a settled day with
+    fresh files is compacted, and today's few fresh rows are left for later."""
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+    def flows(n: int, seed: int, days_ago: int) -> pa.Table:
+        return random_flows(n, seed=seed, days=1,
+                            start_us=int((today - timedelta(days=days_ago)).timestamp() * 1e6))
+
+    store = FlowStore(tmp_path, retention_days=30)
+    for table in (flows(400, 8, 200), flows(600, 9, 2), flows(50, 10, 0)):
+        store.append(table)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from flowatlas.cli.main import main; main()", "serve",
+         "--store", str(tmp_path), "--port", "0", "--retention-every", "0.3"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        settled = (today - timedelta(days=2)).date()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            days = {d.day: d for d in FlowStore(tmp_path).stats().days}
+            if len(days) == 2 and days[settled].ingest_files == 0:
+                break
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    days = {d.day: d for d in FlowStore(tmp_path).stats().days}
+    assert (today - timedelta(days=200)).date() not in days, err
+    assert days[settled].ingest_files == 0 and days[settled].runs == 1 and days[settled].rows == 600
+    fresh = days[today.date()]
+    assert fresh.rows == 50 and fresh.runs == 0 and fresh.ingest_files == 1
+    assert "compacted 600 rows over 1 day in" in err

@@ -57,19 +57,21 @@ def _when(ts: float | None) -> str:
 # -- serve ------------------------------------------------------------------------------------
 
 
-def _retention_loop(store_path: str, every: float, stop: threading.Event) -> None:
-    """Enforce the store's retention window on a schedule; each deletion is audited."""
+def _maintenance_loop(store_path: str, every: float, stop: threading.Event) -> None:
+    """Enforce the store's retention window and compact the days that are due, on a schedule;
+    each deletion is audited."""
     from flowatlas.store import FlowStore
 
     store = FlowStore(store_path)
     control = _control(store_path)
     audit = AuditLog(control, time.time)
     while not stop.wait(every):
+        # Retention first: a day about to expire is not worth compacting.
         try:
             days = store.retention()
         except Exception as exc:  # keep serving; report and try again next period
             click.echo(f"flowatlas: retention failed: {exc}", err=True)
-            continue
+            days = []
         if days:
             audit.append(
                 tenant=None,
@@ -84,6 +86,15 @@ def _retention_loop(store_path: str, every: float, stop: threading.Event) -> Non
                 rows=0,
                 outcome="ok",
             )
+        try:
+            report = store.compact_due()
+        except Exception as exc:
+            click.echo(f"flowatlas: compaction failed: {exc}", err=True)
+            continue
+        if report.days:
+            days_text = f"{report.days} day" + ("s" if report.days != 1 else "")
+            click.echo(f"flowatlas: compacted {report.rows:,} rows over {days_text} "
+                       f"in {report.seconds:.1f}s", err=True)
 
 
 def _start_collectors(store_path: str, endpoints: tuple[str, ...]) -> Callable[[], None]:
@@ -168,7 +179,8 @@ def _start_collectors(store_path: str, endpoints: tuple[str, ...]) -> Callable[[
     default=3600.0,
     show_default=True,
     type=float,
-    help="Seconds between retention runs.",
+    help="Seconds between maintenance runs: retention, and compaction of the days that are "
+    "due (see `store compact --due`).",
 )
 @user_errors(*_ERRORS)
 def serve(
@@ -203,9 +215,9 @@ def serve(
     stop_collectors = _start_collectors(store_path, collect)
     stop = threading.Event()
     threading.Thread(
-        target=_retention_loop,
+        target=_maintenance_loop,
         args=(store_path, retention_every, stop),
-        name="flowatlas-retention",
+        name="flowatlas-maintenance",
         daemon=True,
     ).start()
     app = create_app(atlas, control)

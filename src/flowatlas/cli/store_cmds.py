@@ -42,10 +42,14 @@ def stats_cmd(store_path: str, fmt: str) -> None:
 
 @store_group.command("compact")
 @store_option
+@click.option("--due", is_flag=True,
+              help="Only days that are due: fresh files of a full run (2M rows), or a day that "
+                   "ended over an hour ago (what `serve` does on its schedule; for cron).")
 @user_errors(StoreError)
-def compact_cmd(store_path: str) -> None:
+def compact_cmd(store_path: str, due: bool) -> None:
     """Rewrite fresh files into endpoint-sorted runs for fast lookups."""
-    report = open_store(store_path).compact()
+    store = open_store(store_path)
+    report = store.compact_due() if due else store.compact()
     click.echo(
         f"compacted {report.files_in} files into {report.runs_out} runs over {report.days} days "
         f"({report.rows:,} rows) in {report.seconds:.1f}s"

@@ -365,11 +365,32 @@ class FlowStore:
         Memory is bounded by ``run_max_rows`` whatever the size of the day: a day with more rows
         gets several runs, each sorted, each pruned by its own statistics at query time.
         """
+        return self._compact_days([day] if day else self.days(), run_max_rows)
+
+    def compact_due(self, now: datetime | None = None, *, settle_seconds: float = 3600.0,
+                    run_max_rows: int = RUN_MAX_ROWS) -> CompactReport:
+        """Compact the days that are due (the schedule ``serve`` and ``store compact --due``
+        follow): a day whose fresh files already hold a full run's rows, and a day that ended
+        ``settle_seconds`` ago with fresh files left (late flows may still trickle in, so
+        finished days are not compacted the moment they end).
+        """
+        moment = now or datetime.now(UTC)
+        settled = (moment - timedelta(seconds=settle_seconds)).date()
+        due: list[date] = []
+        for day in self.days():
+            m = self.manifest(day)
+            if m is None or not m.ingest:
+                continue
+            if day < settled or sum(f.rows for f in m.ingest) >= run_max_rows:
+                due.append(day)
+        return self._compact_days(due, run_max_rows)
+
+    def _compact_days(self, days: list[date], run_max_rows: int) -> CompactReport:
         started = time.perf_counter()
         report = CompactReport()
         with self._lock(".compact.lock"):
-            for d in [day] if day else self.days():
-                self._compact_day(d, run_max_rows, report)
+            for day in days:
+                self._compact_day(day, run_max_rows, report)
         report.seconds = time.perf_counter() - started
         return report
 
