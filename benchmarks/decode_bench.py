@@ -19,7 +19,7 @@ CPU-second (all threads, from /proc/PID/task/*/schedstat: nanoseconds, not 10 ms
 ratio to nfcapd, peak RSS, the receive buffer each got (both ask for 32 MiB) and any datagram the
 kernel dropped (Udp RcvbufErrors and InErrors deltas, plus what each collector says it stored).
 
-Run: .venv/bin/python benchmarks/decode_bench.py [--flows 12000] [--warmup 10] [--rounds 40]
+Run: .venv/bin/python benchmarks/decode_bench.py [--flows 12000] [--warmup 10] [--rounds 150]
      (pip install -e .[bench])
 """
 
@@ -215,7 +215,7 @@ def main() -> None:
     ap.add_argument("--flows", type=int, default=12_000)
     ap.add_argument("--warmup", type=int, default=10,
                     help="times each capture is sent before CPU is counted")
-    ap.add_argument("--rounds", type=int, default=40,
+    ap.add_argument("--rounds", type=int, default=150,
                     help="times each capture is sent while CPU is counted")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
