@@ -180,9 +180,9 @@ class FlowStore:
 
     @property
     def ingest_compression(self) -> str:
-        """Codec of new ingest files. lz4 (the default) makes them about 4x smaller than
-        ``none``, which costs the writer about half the CPU per row (docs/collector.md);
-        compaction rewrites both as zstd."""
+        """Codec of new ingest files: lz4 (the default) makes them about 4x smaller than
+        ``none``, which saves about a third of the writer's CPU per row (docs/collector.md).
+        Compaction rewrites either as zstd."""
         return str(self.settings.get("ingest_compression", DEFAULT_INGEST_COMPRESSION))
 
     @contextlib.contextmanager
