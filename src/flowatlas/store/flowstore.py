@@ -143,6 +143,9 @@ class FlowStore:
     def __init__(self, root: str | os.PathLike[str], *, create: bool = True,
                  retention_days: int | None = None, ingest_compression: str | None = None
                  ) -> None:
+        if ingest_compression is not None and ingest_compression not in INGEST_COMPRESSIONS:
+            raise StoreError(f"ingest compression {ingest_compression!r}: choose one of "
+                             + ", ".join(INGEST_COMPRESSIONS))
         self.root = Path(root)
         settings = self.root / "store.json"
         if not settings.exists():
@@ -158,10 +161,6 @@ class FlowStore:
                                      ("ingest_compression", ingest_compression))
                    if v is not None and v != self.settings.get(k)}
         if changes:
-            if changes.get("ingest_compression", DEFAULT_INGEST_COMPRESSION) \
-                    not in INGEST_COMPRESSIONS:
-                raise StoreError(f"ingest compression {ingest_compression!r}: choose one of "
-                                 + ", ".join(INGEST_COMPRESSIONS))
             self.settings.update(changes)
             self._write_settings(self.settings)
         self._manifests: dict[date, tuple[tuple[int, int, int], DayManifest]] = {}
