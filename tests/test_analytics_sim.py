@@ -78,6 +78,9 @@ def test_beacons_rank_victims_above_others(world: tuple[Atlas, dict[str, Any], P
     pos = [s for k, s in zip(keys, scores, strict=True) if k in victims]
     neg = sorted((s for k, s in zip(keys, scores, strict=True)
                   if k not in victims and k not in periodic), reverse=True)
+    # Positives are required: a world without planted beacons, or a report that misses them
+    # all, fails here instead of passing vacuously.
+    assert victims and pos, (len(victims), len(pos))
     assert len(pos) >= len(victims) // 2
     # Most planted beacons outrank all but a handful of background pairs.
     top_neg = neg[min(5, len(neg) - 1)] if neg else 0.0

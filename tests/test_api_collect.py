@@ -45,6 +45,7 @@ def opted_out(address: str) -> bool:
     return bool(in_prefixes(pack_many([address]), [parse_prefix(OPTED_OUT)])[0])
 
 
+@pytest.mark.peers
 @pytest.mark.skipif(not has_tool("softflowd"), reason="needs the Debian package softflowd")
 def test_serve_collect_stores_and_serves_flows_minus_optouts(tmp_path: Path) -> None:
     store = str(tmp_path / "store")

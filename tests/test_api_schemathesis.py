@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 from service_fixtures import Service, build_service
 
+# Schemathesis is a peer tool, and its run is the slowest part of the suite.
+pytestmark = [pytest.mark.peers, pytest.mark.slow]
+
 BIG = {
     "requests_per_second": 100_000,
     "burst": 100_000,

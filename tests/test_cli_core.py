@@ -89,6 +89,7 @@ def test_missing_store_exit_2(tmp_path: Path) -> None:
     assert res.returncode == 2 and "no flowatlas store" in res.stderr
 
 
+@pytest.mark.slow
 def test_store_stats_compact_retention(tmp_path: Path) -> None:
     s = FlowStore(tmp_path / "s")
     s.append(random_flows(3_000, seed=3))
@@ -103,6 +104,7 @@ def test_store_stats_compact_retention(tmp_path: Path) -> None:
     assert res.returncode == 0 and "deleted 3 days" in res.stdout
 
 
+@pytest.mark.slow
 def test_store_settings_choose_the_ingest_codec(tmp_path: Path) -> None:
     path = tmp_path / "s"
     res = run("store", "settings", "--ingest-compression", "none", "--format", "json", store=path)
@@ -196,6 +198,7 @@ def _pcap(path: Path) -> None:
             fh.write(struct.pack("<IIII", ts, 0, len(frame), len(frame)) + frame)
 
 
+@pytest.mark.peers
 @pytest.mark.skipif(shutil.which("nfpcapd") is None, reason="nfdump tools are installed by .ci/run")
 def test_import_real_nfdump_csv(tmp_path: Path) -> None:
     """nfpcapd turns a capture into an nfcapd file; nfdump -o csv prints it; we import that."""

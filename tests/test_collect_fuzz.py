@@ -8,18 +8,31 @@ from collect_support import ipfix_message, ipfix_set, ipfix_template
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from flowatlas.addresses import pack
 from flowatlas.collect import Decoder
+from flowatlas.schema import FLOW_SCHEMA
 
 TEMPLATE = ipfix_message([ipfix_set(2, ipfix_template(300, [(8, 4), (12, 4), (82, 65535),
                                                               (1, 4), (2, 4)]))])
 GOOD = ipfix_message([ipfix_set(300, b"\x0a\x00\x00\x01\x0a\x00\x00\x02\x02ab" +
                                 struct.pack("!II", 100, 2))])
+EXPORTER = pack("192.0.2.1")
 HEADERS = [b"\x00\x05", b"\x00\x09", b"\x00\x0a", b"\x00\x00\x00\x05"]
 
 
 def _check(decoder: Decoder, data: bytes) -> None:
+    before = decoder.status.totals()["records"]
     out = decoder.decode(data, "192.0.2.1", 1000.0)
-    assert out is None or out.num_rows >= 0
+    kept = decoder.status.totals()["records"] - before
+    # Whatever comes out is a valid table in the canonical schema, and exactly the records the
+    # counters say were kept (None: nothing was).
+    if out is None:
+        assert kept == 0
+    else:
+        assert out.schema.equals(FLOW_SCHEMA, check_metadata=False)
+        out.validate(full=True)
+        assert out.num_rows == kept > 0
+        assert set(out.column("exporter").to_pylist()) == {EXPORTER}
     assert not any(r.startswith("internal_error") for r in decoder.status.reasons), \
         decoder.status.reasons
 

@@ -27,10 +27,10 @@ EXPORTS = {"softflowd-v5": ("softflowd", 5), "softflowd-v9": ("softflowd", 9),
            "softflowd-ipfix": ("softflowd", 10), "pmacctd-ipfix": ("pmacctd", "nfprobe"),
            "pmacctd-sflow": ("pmacctd", "sfprobe")}
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.peers, pytest.mark.skipif(
     not all(has_tool(t) for t in ("softflowd", "pmacctd", "nfcapd", "nfdump")),
     reason="needs Debian packages softflowd, pmacct and nfdump",
-)
+)]
 
 
 @pytest.fixture(scope="session")

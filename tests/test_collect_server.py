@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pyarrow.compute as pc
+import pytest
 from collect_support import free_port, ipfix_message, ipfix_set, ipfix_template
 from test_collect_decoder import BASIC, basic_record
 
@@ -41,6 +42,7 @@ def test_sources_commands(tmp_path: Path) -> None:
     assert run_cli("sources", "remove", "7", "--store", store).returncode == 2
 
 
+@pytest.mark.slow
 def test_collect_stores_registered_flows_and_flushes_on_sigterm(tmp_path: Path) -> None:
     store = tmp_path / "store"
     assert run_cli("sources", "add", "127.0.0.1", "--id", "3", "--partner", "lab",

@@ -361,6 +361,7 @@ def _origin(addr: str) -> int:
     return next((asn for net, asn in NETWORKS.items() if ip in ipaddress.ip_network(net)), 0)
 
 
+@pytest.mark.peers
 @pytest.mark.skipif(not has_tool("pmacctd"), reason="needs Debian package pmacct")
 def test_pmacctd_sfprobe_gateway_as_numbers(tmp_path: Path) -> None:
     """sfprobe puts the networks file's AS numbers into an extended gateway record (one

@@ -61,6 +61,7 @@ def test_decoder_round_trip_over_udp(flows: pa.Table, protocol: str) -> None:
     assert {100, 1} == set(decoded["sampling_rate"].to_numpy().tolist())
 
 
+@pytest.mark.peers
 @pytest.mark.skipif(shutil.which("nfcapd") is None, reason="nfdump (nfcapd) not installed")
 def test_nfcapd_reads_ipfix(flows: pa.Table, tmp_path: Path) -> None:
     small = flows.filter(pa.compute.equal(flows["sampling_rate"], 1)).slice(0, 3_000)
@@ -91,6 +92,7 @@ def test_nfcapd_reads_ipfix(flows: pa.Table, tmp_path: Path) -> None:
     assert seen == want
 
 
+@pytest.mark.slow
 def test_cli_simulate_store_and_errors(tmp_path: Path) -> None:
     runner = CliRunner()
     args = ["simulate", "--flows", "20000", "--days", "2", "--end", "2026-01-15", "--quiet",

@@ -74,6 +74,7 @@ def test_address_lookups_return_exactly_the_matching_flows(atlas: Atlas, truth: 
         assert row_keys(got) == row_keys(want), (direction, address)
 
 
+@pytest.mark.slow
 def test_prefix_lookup_ipv4_and_ipv6(atlas: Atlas, truth: pa.Table) -> None:
     for text in ("10.0.0.0/9", "2001:db8::/32"):
         p = parse_prefix(text)

@@ -26,6 +26,7 @@ def _all_rows(store: FlowStore) -> pa.Table:
     return pa.concat_tables([pq.read_table(p) for p in store.snapshot().primary])
 
 
+@pytest.mark.slow
 def test_compaction_preserves_every_row_and_builds_both_copies(tmp_path: Path) -> None:
     store = FlowStore(tmp_path)
     truth = random_flows(30_000, seed=1, days=2)
@@ -229,6 +230,7 @@ def test_compact_due_takes_settled_days_and_full_runs_only(tmp_path: Path) -> No
         [flows(500, 5, 0), flows(300, 6, 2), flows(1_200, 7, 3)]))
 
 
+@pytest.mark.slow
 def test_serve_applies_retention_and_compacts_due_days(tmp_path: Path) -> None:
     """`serve --retention-every` on the real clock: an expired day goes, a settled day with
     fresh files is compacted, and today's few fresh rows are left for later."""
