@@ -70,12 +70,17 @@ def plant_c2(world: World, config: SimConfig, rng: np.random.Generator, planted:
         first_day = int(rng.integers(0, max(1, days // 2)))
         last_day = int(rng.integers(min(first_day + 2, days - 1), days)) if days > 1 else 0
         t0 = start + first_day * DAY_US + int(rng.integers(0, DAY_US // 2))
+        # Spans under a day (--days 0.2) put t0 past the end: keep at least one check-in.
+        last_ok = max(start + 1, end - 60 * US)
+        t0 = min(t0, last_ok - 1)
         t1 = min(end - 60 * US, start + (last_day + 1) * DAY_US)
         k = max(1, (t1 - t0) // (period * US))
         t = t0 + np.arange(k, dtype=np.int64) * period * US
         if jitter:
             t = t + (rng.uniform(-jitter / 2, jitter / 2, k) * period * US).astype(np.int64)
-        t = np.sort(t[(t >= start) & (t < end - 60 * US)])
+        t = np.sort(t[(t >= start) & (t < last_ok)])
+        if len(t) == 0:
+            t = np.array([t0], dtype=np.int64)
         payload = float(rng.integers(120, 900))
         victim: Truth = {
             "address": text(addr), "asn": asn, "class": CLASSES[cls], "period_s": period,

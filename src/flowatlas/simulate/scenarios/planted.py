@@ -26,15 +26,19 @@ class Planted:
     parts: list[Columns] = field(default_factory=list)
     tags: list[npt.NDArray[np.int32]] = field(default_factory=list)
     counters: list[Truth] = field(default_factory=list)
+    _tags: dict[int, int] = field(default_factory=dict)
+    """Tag of each counter by identity: two truth dicts may compare equal (two relays' cover
+    traffic, say) and are still two records (an equality test lost one: issue 18.7)."""
 
     def add(self, cols: Columns, counter: Truth) -> None:
         """Rows whose recorded count lands in ``counter['observed_records']``."""
         counter.setdefault("records", 0)
         counter["records"] += len(cols["time_start"])
         counter["observed_records"] = 0
-        if counter not in self.counters:
+        tag = self._tags.get(id(counter))
+        if tag is None:  # ids stay unique: self.counters keeps every counter alive
+            tag = self._tags[id(counter)] = len(self.counters)
             self.counters.append(counter)
-        tag = next(i for i, c in enumerate(self.counters) if c is counter)
         self.parts.append(cols)
         self.tags.append(np.full(len(cols["time_start"]), tag, dtype=np.int32))
 

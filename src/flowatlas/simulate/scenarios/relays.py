@@ -103,7 +103,7 @@ def plant_chain(world: World, config: SimConfig, rng: np.random.Generator, plant
         planted.add(cols, info)
         truth["legs"].append(info)
     # Cover traffic: other users through each relay, overlapping the chain's session.
-    cover: Truth = {"sessions": 0}
+    cover: Truth = {"sessions": 0, "records": 0, "observed_records": 0}
     for r in range(hops):
         for _ in range(config.scenarios.cover):
             user, user_as = world.allocate(rng, RESIDENTIAL, 1)
