@@ -17,6 +17,8 @@ from flowatlas.collect.datagram import Decoder
 from flowatlas.collect.server import STATE_FILE, Collector, Listen, ListenError
 from flowatlas.collect.sources import BASES, SourceError, SourceRegistry
 from flowatlas.collect.status import STATUS_FILE, CollectorStatus
+from flowatlas.settings import SettingsError
+from flowatlas.settings import load as load_settings
 from flowatlas.store import FlowStore
 
 
@@ -28,21 +30,25 @@ from flowatlas.store import FlowStore
 @click.option("--accept-unregistered", is_flag=True,
               help="Store flows from every exporter (lab use); by default only registered "
                    "sources (see `flowatlas sources`) are stored.")
-@click.option("--batch-rows", default=200_000, show_default=True, type=click.IntRange(1),
-              help="Append to the store when this many rows are buffered...")
-@click.option("--batch-seconds", default=2.0, show_default=True, type=click.FloatRange(0.05),
-              help="...or when the oldest buffered row is this old.")
+@click.option("--batch-rows", type=click.IntRange(1),
+              help="Append to the store when this many rows are buffered (setting "
+                   "collector.batch_rows, default 200000)...")
+@click.option("--batch-seconds", type=click.FloatRange(0.05),
+              help="...or when the oldest buffered row is this old (setting "
+                   "collector.batch_seconds, default 2).")
 @click.option("--state-dir", type=click.Path(file_okay=False),
               help="Where templates and live status are kept (default: the store).")
 @click.option("--quiet", is_flag=True, help="No live status table on a terminal.")
-@user_errors(ListenError, SourceError)
+@user_errors(ListenError, SourceError, SettingsError)
 def collect(store_path: str, listens: tuple[str, ...], accept_unregistered: bool,
-            batch_rows: int, batch_seconds: float, state_dir: str | None, quiet: bool) -> None:
+            batch_rows: int | None, batch_seconds: float | None, state_dir: str | None,
+            quiet: bool) -> None:
     """Receive NetFlow v5/v9, IPFIX and sFlow v5 over UDP and write flows into the store.
 
     Runs until SIGTERM or Ctrl-C, then flushes what it holds and exits.
     """
     logging.basicConfig(level=logging.INFO, format="flowatlas collect: %(message)s")
+    settings = load_settings(store_path).settings.collector
     store = FlowStore(store_path)
     state = Path(state_dir) if state_dir else Path(store_path)
     registry = None if accept_unregistered else SourceRegistry.for_store(store_path)
@@ -52,8 +58,11 @@ def collect(store_path: str, listens: tuple[str, ...], accept_unregistered: bool
                    err=True)
     decoder = Decoder(registry=registry, state_path=state / STATE_FILE)
     collector = Collector(store, [Listen.parse(t) for t in listens], decoder,
-                          max_rows=batch_rows, max_seconds=batch_seconds,
-                          status_path=state / STATUS_FILE)
+                          max_rows=settings.batch_rows if batch_rows is None else batch_rows,
+                          max_seconds=(settings.batch_seconds if batch_seconds is None
+                                       else batch_seconds),
+                          status_path=state / STATUS_FILE,
+                          receive_buffer=settings.receive_buffer)
     collector.install_signals()
     where = ", ".join(f"{h} port {p}" for h, p in collector.addresses)
     granted = min(collector.receive_buffers) // 2 >> 20  # Linux reports double

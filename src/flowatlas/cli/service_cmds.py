@@ -1,4 +1,5 @@
-"""``flowatlas serve`` and the control-plane commands: tenants, keys, audit, optout, classes."""
+"""``flowatlas serve`` and the control-plane commands: tenants, keys, audit, optout, classes,
+settings."""
 
 from __future__ import annotations
 
@@ -12,10 +13,18 @@ from pathlib import Path
 from typing import Any
 
 import click
+import pyarrow as pa
 
 from flowatlas.analytics.frame import AnalyticsError
 from flowatlas.analytics.netclass import read_rows
-from flowatlas.cli.common import InputError, render_rich, store_option, user_errors
+from flowatlas.cli.common import (
+    InputError,
+    format_option,
+    render,
+    render_rich,
+    store_option,
+    user_errors,
+)
 from flowatlas.governance.audit import AuditLog
 from flowatlas.governance.classes import ClassError, PrefixClasses
 from flowatlas.governance.controlplane import ControlPlane
@@ -28,6 +37,8 @@ from flowatlas.governance.tenants import (
     TenantRegistry,
     parse_quota_assignments,
 )
+from flowatlas.settings import SettingsError
+from flowatlas.store import StoreError
 
 _ERRORS = (TenantError, ApiKeyError, OptOutError, ClassError)
 
@@ -160,8 +171,9 @@ def _start_collectors(store_path: str, endpoints: tuple[str, ...]) -> Callable[[
 
 @click.command("serve")
 @store_option
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--host", help="Address to listen on (setting service.host, default 127.0.0.1).")
+@click.option("--port", type=click.IntRange(0, 65535),
+              help="TCP port (setting service.port, default 8080).")
 @click.option(
     "--demo",
     is_flag=True,
@@ -176,30 +188,37 @@ def _start_collectors(store_path: str, endpoints: tuple[str, ...]) -> Callable[[
 )
 @click.option(
     "--retention-every",
-    default=3600.0,
-    show_default=True,
-    type=float,
+    type=click.FloatRange(min=0.1),
     help="Seconds between maintenance runs: retention, and compaction of the days that are "
-    "due (see `store compact --due`).",
+    "due (see `store compact --due`); setting service.maintenance_seconds, default 3600.",
 )
-@user_errors(*_ERRORS)
+@user_errors(*_ERRORS, SettingsError)
 def serve(
     store_path: str,
-    host: str,
-    port: int,
+    host: str | None,
+    port: int | None,
     demo: bool,
     collect: tuple[str, ...],
-    retention_every: float,
+    retention_every: float | None,
 ) -> None:
     """Run the HTTP API (and the collector) over one store."""
     import uvicorn
 
     from flowatlas.api.app import create_app
     from flowatlas.atlas import Atlas
-    from flowatlas.store import StoreError
+    from flowatlas.settings import load
 
+    settings = load(store_path).settings
+    host = settings.service.host if host is None else host
+    port = settings.service.port if port is None else port
+    every = settings.service.maintenance_seconds if retention_every is None else retention_every
     try:
-        atlas = Atlas(store_path, create=demo)
+        from flowatlas.engines.duckdb import DuckDBEngine
+        from flowatlas.store import FlowStore
+
+        store = FlowStore(store_path, create=demo)
+        atlas = Atlas(store, DuckDBEngine(store, threads=settings.engine.threads or None,
+                                          memory_limit=settings.engine.memory_limit))
     except StoreError as exc:
         raise InputError(
             f"{exc} (create one with 'flowatlas serve --demo' or by importing)"
@@ -216,7 +235,7 @@ def serve(
     stop = threading.Event()
     threading.Thread(
         target=_maintenance_loop,
-        args=(store_path, retention_every, stop),
+        args=(store_path, every, stop),
         name="flowatlas-maintenance",
         daemon=True,
     ).start()
@@ -586,4 +605,54 @@ def classes_list(store_path: str) -> None:
     render_rich(rows, ["prefix", "class"], "prefix classes")
 
 
-COMMANDS: list[click.Command] = [serve, tenants, keys, audit, optout, classes]
+# -- settings ---------------------------------------------------------------------------------
+
+
+@click.group("settings")
+def settings_group() -> None:
+    """Every component's settings (store, collector, engine, service); see docs/settings.md."""
+
+
+def _settings_table(store_path: str) -> pa.Table:
+    from flowatlas.settings import load
+
+    loaded = load(store_path)
+    rows = list(loaded.rows())
+    return pa.table({
+        "setting": [s.name for s, _, _ in rows],
+        "value": [str(v) for _, v, _ in rows],
+        "default": [str(s.default) for s, _, _ in rows],
+        "source": [origin for _, _, origin in rows],
+    })
+
+
+@settings_group.command("show")
+@store_option
+@format_option
+@user_errors(SettingsError)
+def settings_show(store_path: str, fmt: str) -> None:
+    """The effective value of every setting and where it came from."""
+    render(_settings_table(store_path), fmt, title=f"settings of {store_path}")
+
+
+@settings_group.command("set")
+@store_option
+@click.argument("assignments", nargs=-1, required=True, metavar="SECTION.NAME=VALUE...")
+@user_errors(SettingsError, StoreError)
+def settings_set(store_path: str, assignments: tuple[str, ...]) -> None:
+    """Keep settings with the store (audited): flowatlas settings set engine.threads=2"""
+    from flowatlas.settings import parse_assignments, save
+    from flowatlas.store import FlowStore
+
+    values = parse_assignments(assignments)
+    store_values = {k: v for k, v in values.items() if k.startswith("store.")}
+    store = FlowStore(store_path, create=True,
+                      retention_days=store_values.get("store.retention_days"),
+                      ingest_compression=store_values.get("store.ingest_compression"))
+    save(store.root, {k: v for k, v in values.items() if k not in store_values})
+    _audit_op(_control(store_path), "settings.set", settings=values)
+    for name, value in values.items():
+        click.echo(f"{name} = {value}")
+
+
+COMMANDS: list[click.Command] = [serve, tenants, keys, audit, optout, classes, settings_group]

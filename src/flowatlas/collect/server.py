@@ -66,13 +66,13 @@ class Listen:
         return cls(host, int(port))
 
 
-def open_socket(listen: Listen) -> socket.socket:
+def open_socket(listen: Listen, receive_buffer: int = RECV_BUFFER) -> socket.socket:
     family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        set_receive_buffer(sock, RECV_BUFFER)
+        set_receive_buffer(sock, receive_buffer)
         sock.bind((listen.host, listen.port))
     except OSError as exc:
         sock.close()
@@ -100,12 +100,13 @@ def set_receive_buffer(sock: socket.socket, size: int) -> int:
 class Collector:
     def __init__(self, store: FlowStore, listens: list[Listen], decoder: Decoder, *,
                  max_rows: int = 200_000, max_seconds: float = 2.0,
-                 status_path: Path | None = None, state_every: float = 5.0) -> None:
+                 status_path: Path | None = None, state_every: float = 5.0,
+                 receive_buffer: int = RECV_BUFFER) -> None:
         self.store = store
         self.decoder = decoder
         self.writer = store.writer(max_rows=max_rows, max_seconds=max_seconds)
         self.writer.start_background()  # receiving never waits for a Parquet write
-        self.sockets = [open_socket(lst) for lst in listens]
+        self.sockets = [open_socket(lst, receive_buffer) for lst in listens]
         self.status_path = status_path
         self.state_every = state_every
         self._stop = False
