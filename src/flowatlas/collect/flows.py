@@ -15,7 +15,13 @@ import numpy.typing as npt
 
 from flowatlas.collect.columns import Columns, ipv4_matrix
 from flowatlas.collect.records import Values
-from flowatlas.protocols.elements import ADDRESS_ELEMENTS, CANONICAL, IE, SAMPLER_ID_ELEMENTS
+from flowatlas.protocols.elements import (
+    ADDRESS_ELEMENTS,
+    CANONICAL,
+    ICMP_ELEMENTS,
+    IE,
+    SAMPLER_ID_ELEMENTS,
+)
 
 NTP_EPOCH_OFFSET = 2_208_988_800
 """Seconds from 1900-01-01 (NTP era 0) to 1970-01-01."""
@@ -36,7 +42,7 @@ SAMPLING_ELEMENTS = frozenset({
 WANTED: frozenset[int] = frozenset(
     {int(m.element) for m in CANONICAL} | {int(e) for e in ADDRESS_ELEMENTS}
     | {int(e) for e in TIME_ELEMENTS} | {int(e) for e in SAMPLING_ELEMENTS}
-    | {int(IE.OCTET_TOTAL_COUNT), int(IE.PACKET_TOTAL_COUNT)}
+    | {int(IE.OCTET_TOTAL_COUNT), int(IE.PACKET_TOTAL_COUNT)} | {int(e) for e in ICMP_ELEMENTS}
 )
 """Elements a data record is decoded for; everything else is skipped by its length."""
 
@@ -101,6 +107,21 @@ def _times(values: Values, n: int, version: int, export_us: Scalar, uptime_ms: S
     return start, end
 
 
+def _icmp_into_port(values: Values, cols: Columns) -> None:
+    """ICMP type/code sent in its own element (softflowd v9/IPFIX do) goes to dst_port."""
+    icmp = next((values[e] for e in ICMP_ELEMENTS if e in values and values[e].ndim == 1), None)
+    proto = cols.get("protocol")
+    if icmp is None or proto is None:
+        return
+    port = cols.get("dst_port")
+    is_icmp = np.isin(proto, (1, 58))
+    if port is None:
+        cols["dst_port"] = np.where(is_icmp, icmp, 0).astype(np.uint64)
+    else:
+        # An exporter that already put it in the port (or sent both) keeps its port value.
+        cols["dst_port"] = np.where(is_icmp & (port == 0), icmp, port).astype(np.uint64)
+
+
 def flow_columns(values: Values, n: int, *, version: int, export_us: Scalar,
                  uptime_ms: Scalar | None = None, init_ms: int | None = None) -> Columns:
     """Canonical columns for ``n`` decoded data records (sampling and exporter come later)."""
@@ -111,6 +132,7 @@ def flow_columns(values: Values, n: int, *, version: int, export_us: Scalar,
             v = values.get(_FALLBACK[m.column])
         if v is not None and v.ndim == 1:
             cols[m.column] = v
+    _icmp_into_port(values, cols)
     for element, (column, width) in ADDRESS_ELEMENTS.items():
         v = values.get(element)
         if v is None or column in cols:
