@@ -176,9 +176,10 @@ def has_tool(name: str) -> bool:
         os.path.exists(f"/usr/bin/{name}")
 
 
-def nfcapd_decode(datagrams: list[bytes], workdir: Path) -> list[dict[str, str]]:
-    """Send ``datagrams`` to a real nfcapd over loopback and read its flows back with nfdump."""
-    import csv
+def nfcapd_collect(datagrams: list[bytes], workdir: Path,
+                   senders: tuple[str, ...] = ("127.0.0.1",)) -> Path:
+    """Send ``datagrams`` to a real nfcapd over loopback, once from each sender address (each
+    one an exporter to nfcapd); returns the directory of its nfcapd files."""
     import signal
 
     out = workdir / f"nfcapd-{next(_serial)}"
@@ -188,10 +189,12 @@ def nfcapd_decode(datagrams: list[bytes], workdir: Path) -> list[dict[str, str]]
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         time.sleep(0.4)  # nfcapd binds after start-up; there is no readiness signal
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            for d in datagrams:
-                s.sendto(d, ("127.0.0.1", port))
-                time.sleep(0.0005)  # softflowd paces its export too; keep nfcapd's buffer safe
+        for sender in senders:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.bind((sender, 0))
+                for d in datagrams:
+                    s.sendto(d, ("127.0.0.1", port))
+                    time.sleep(0.0005)  # softflowd paces its export too; keep nfcapd's buffer safe
         time.sleep(0.3)
         proc.send_signal(signal.SIGTERM)
         proc.wait(10)
@@ -199,17 +202,33 @@ def nfcapd_decode(datagrams: list[bytes], workdir: Path) -> list[dict[str, str]]
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    text = subprocess.run(["nfdump", "-R", str(out), "-q", "-o", "csv"], capture_output=True,
-                          text=True, check=True, env={**os.environ, "TZ": "UTC"}).stdout
+    return out
+
+
+def nfdump_csv(directory: Path, *args: str) -> list[list[str]]:
+    """``nfdump -R directory -q -o csv ARGS`` as rows (times in UTC)."""
+    import csv
+
+    text = subprocess.run(["nfdump", "-R", str(directory), "-q", "-o", "csv", *args],
+                          capture_output=True, text=True, check=True,
+                          env={**os.environ, "TZ": "UTC"}).stdout
+    return [row for row in csv.reader(text.splitlines()) if row]
+
+
+def nfcapd_decode(datagrams: list[bytes], workdir: Path) -> list[dict[str, str]]:
+    """Send ``datagrams`` to a real nfcapd over loopback and read its flows back with nfdump."""
+    out = nfcapd_collect(datagrams, workdir)
     cols = ["ts", "te", "td", "sa", "da", "sp", "dp", "pr", "flg", "fwd", "stos", "ipkt", "ibyt"]
-    return [dict(zip(cols, row, strict=False)) for row in csv.reader(text.splitlines()) if row]
+    return [dict(zip(cols, row, strict=False)) for row in nfdump_csv(out)]
 
 
 __all__ = [
     "drain",
     "free_port",
     "has_tool",
+    "nfcapd_collect",
     "nfcapd_decode",
+    "nfdump_csv",
     "pmacctd",
     "softflowd",
     "time",

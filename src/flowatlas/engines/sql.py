@@ -15,13 +15,16 @@ from flowatlas.query.expr import (
     AddrMatch,
     All,
     And,
+    DerivedMatch,
     Direction,
     Expr,
     FlagsMatch,
+    IcmpMatch,
     Not,
     NumMatch,
     Op,
     Or,
+    RouterMatch,
 )
 from flowatlas.query.model import (
     ANCHORED_KEYS,
@@ -67,6 +70,23 @@ class SqlDialect:
     def uint(self, expr: str) -> str:
         return f"CAST({expr} AS UBIGINT)"
 
+    def duration_ms(self) -> str:
+        """A record's duration in whole milliseconds, as nfdump takes it (msecLast - msecFirst)."""
+        return "(epoch_ms(time_end) - epoch_ms(time_start))"
+
+    def derived(self, metric: str) -> str:
+        """nfdump's computed per-record figures, integer division as nfdump does."""
+        d = self.duration_ms()
+        if metric == "duration":
+            return d
+        if metric == "pps":
+            return f"(CASE WHEN {d} <= 0 THEN 0 ELSE CAST(packets AS HUGEINT) * 1000 // {d} END)"
+        if metric == "bps":
+            return f"(CASE WHEN {d} <= 0 THEN 0 ELSE CAST(bytes AS HUGEINT) * 8000 // {d} END)"
+        if metric == "bpp":
+            return "(CASE WHEN packets = 0 THEN 0 ELSE bytes // packets END)"
+        raise ValueError(f"unknown derived metric {metric!r}")
+
     # -- expressions ------------------------------------------------------------------------
 
     def compile(self, expr: Expr, st: Statement) -> str:
@@ -80,6 +100,14 @@ class SqlDialect:
         if isinstance(expr, FlagsMatch):
             mask = int(expr.mask)
             return f"((CAST(tcp_flags AS INTEGER) & {mask}) = {mask})"
+        if isinstance(expr, DerivedMatch):
+            return self._compare(self.derived(expr.metric), expr.op, (expr.value,), st)
+        if isinstance(expr, IcmpMatch):
+            part = ("(CAST(dst_port AS INTEGER) >> 8)" if expr.part == "type"
+                    else "(CAST(dst_port AS INTEGER) & 255)")
+            return f"(protocol IN (1, 58) AND {self._compare(part, expr.op, expr.values, st)})"
+        if isinstance(expr, RouterMatch):
+            return self._in_prefixes(("exporter",), expr.prefixes, st)
         if isinstance(expr, And):
             return "(" + " AND ".join(self.compile(c, st) for c in expr.children) + ")"
         if isinstance(expr, Or):
@@ -91,6 +119,10 @@ class SqlDialect:
     def _addresses(self, direction: Direction, prefixes: Sequence[Prefix], st: Statement) -> str:
         columns = {Direction.SRC: ("src_addr",), Direction.DST: ("dst_addr",),
                    Direction.ANY: ("src_addr", "dst_addr")}[direction]
+        return self._in_prefixes(columns, prefixes, st)
+
+    def _in_prefixes(self, columns: Sequence[str], prefixes: Sequence[Prefix],
+                     st: Statement) -> str:
         singles = [p for p in prefixes if p.is_single]
         ranges = [p for p in prefixes if not p.is_single]
         parts = []

@@ -72,6 +72,41 @@ class FlagsMatch:
     mask: int
 
 
+# Per-record figures nfdump computes rather than stores (nfdump(1): duration, pps, bps, bpp).
+DERIVED = ("duration", "pps", "bps", "bpp")
+
+
+@dataclass(frozen=True)
+class DerivedMatch:
+    """``metric op value`` over a computed figure, in nfdump's integer units.
+
+    ``duration`` is milliseconds (end - start); ``pps`` is 1000 * packets // duration and
+    ``bps`` 8000 * bytes // duration (0 when the duration is 0); ``bpp`` is bytes // packets.
+    """
+
+    metric: str
+    op: Op
+    value: int
+
+
+@dataclass(frozen=True)
+class IcmpMatch:
+    """ICMP/ICMPv6 type or code. Flow records carry both in the destination port, type in the
+    high byte and code in the low one (what NetFlow v5 does and nfcapd stores), so the match is
+    ``proto in (icmp, icmp6)`` and that byte."""
+
+    part: str  # "type" or "code"
+    op: Op
+    values: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class RouterMatch:
+    """The exporting router's address inside any of ``prefixes`` (nfdump's ``router ip``)."""
+
+    prefixes: tuple[Prefix, ...]
+
+
 @dataclass(frozen=True)
 class And:
     children: tuple[Expr, ...]
@@ -92,7 +127,8 @@ class All:
     """Matches every flow (the empty filter, nfdump's ``any``)."""
 
 
-Expr: TypeAlias = AddrMatch | NumMatch | FlagsMatch | And | Or | Not | All
+Expr: TypeAlias = (AddrMatch | NumMatch | FlagsMatch | DerivedMatch | IcmpMatch | RouterMatch
+                   | And | Or | Not | All)
 
 ALL = All()
 
