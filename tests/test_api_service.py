@@ -77,6 +77,9 @@ def test_enterprise_flows_stay_in_scope_json(
 ) -> None:
     params = {"limit": 5000, **({"filter": flt} if flt else {})}
     r = client.get("/v1/flows", params=params, headers=hdr(svc, "acme"))
+    if r.status_code == 403:  # a clear term in pseudonymised space: refused (issue 18.8)
+        assert r.json()["error"]["code"] == "pseudonymised_space"
+        return
     assert r.status_code == 200, r.text
     rows = r.json()["rows"]
     assert all(in_ent(x["src_addr"]) or in_ent(x["dst_addr"]) for x in rows)
@@ -254,13 +257,32 @@ def test_residential_counterparts_are_pseudonymised_per_tenant(
     )
 
 
-def test_looked_up_residential_address_stays_clear(svc: Service, client: httpx.Client) -> None:
+def test_looked_up_residential_address_is_named_by_its_pseudonym(
+    svc: Service, client: httpx.Client
+) -> None:
+    # Asking for the clear address would confirm a guess (issue 18.8): refused.
     r = client.get("/v1/ip/100.64.1.5", headers=hdr(svc, "soc"))
-    assert r.json()["address"] == "100.64.1.5"
+    assert r.status_code == 403 and r.json()["error"]["code"] == "pseudonymised_space"
+    admin = client.get("/v1/flows", params={"filter": "host 100.64.1.5", "limit": 5000},
+                       headers=hdr(svc, "ops")).json()["rows"]
+    soc = client.get("/v1/flows", params={"filter": "host 100.64.1.5", "limit": 5000},
+                     headers=hdr(svc, "soc"))
+    assert soc.status_code == 403
+    pseudo = client.post("/v1/reveal", json={"pseudonym": "100.64.1.5"}, headers=hdr(svc, "soc"))
+    assert pseudo.status_code == 404  # a clear address is not a pseudonym
+    everything = client.get("/v1/flows", params={"limit": 5000},
+                            headers=hdr(svc, "soc")).json()["rows"]
+    pairs = {(a["src_addr"], s["src_addr"]) for a, s in zip(
+        client.get("/v1/flows", params={"limit": 5000}, headers=hdr(svc, "ops")).json()["rows"],
+        everything, strict=True)}
+    name = next(p for c, p in pairs if c == "100.64.1.5")
+    r = client.get(f"/v1/ip/{name}", headers=hdr(svc, "soc"))
+    assert r.status_code == 200 and r.json()["address"] == name
     flows = client.get(
-        "/v1/flows", params={"filter": "host 100.64.1.5"}, headers=hdr(svc, "soc")
+        "/v1/flows", params={"filter": f"host {name}", "limit": 5000}, headers=hdr(svc, "soc")
     ).json()["rows"]
-    assert flows and all("100.64.1.5" in (x["src_addr"], x["dst_addr"]) for x in flows)
+    assert len(flows) == len(admin)
+    assert all(name in (x["src_addr"], x["dst_addr"]) for x in flows)
 
 
 # -- injection ---------------------------------------------------------------------------------

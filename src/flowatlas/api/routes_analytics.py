@@ -94,7 +94,7 @@ def analytics_router(atlas: Atlas, gate: Gate) -> APIRouter:
         with investigating(gate, ticket):
             g = peer_graph(
                 atlas,
-                [p.text for p in seeds],
+                [p.text for p in ticket.targets],
                 ticket.selection,
                 hops=hops,
                 max_degree=max_degree,
@@ -154,13 +154,13 @@ def analytics_router(atlas: Atlas, gate: Gate) -> APIRouter:
         ticket = asked.admit(gate, cred, "victims", params, purpose, rows=n, targets=c2s)
         with investigating(gate, ticket):
             report = classify_peers(
-                atlas, [p.text for p in c2s], ticket.selection, netclass=gate.class_table(),
+                atlas, [p.text for p in ticket.targets], ticket.selection, netclass=gate.class_table(),
                 fanout=fanout,
             )
             peers = binary(report.peers.slice(0, n), ("peer", "c2"))
             peers = gate.disclose(ticket, peers, endpoints=("peer", "c2"))
         body = {
-            "c2": report.c2,
+            "c2": [ticket.scrub(c) for c in report.c2],
             "flows": report.flows,
             "truncated": report.peers.num_rows > n,
             "peers": to_records(peers),
@@ -206,8 +206,9 @@ def analytics_router(atlas: Atlas, gate: Gate) -> APIRouter:
             targets=named, hops=hops,
         )
         with investigating(gate, ticket):
-            report = trace(atlas, to, when, from_relay=from_relay, params=tp,
-                           scope=ticket.selection)
+            clear = [p.text for p in ticket.targets]
+            report = trace(atlas, clear[0], when, from_relay=clear[1] if from_relay else None,
+                           params=tp, scope=ticket.selection)
             path, candidates = _trace_tables(report)
             path = gate.disclose(ticket, path)
             candidates = gate.disclose(ticket, candidates)
@@ -215,7 +216,7 @@ def analytics_router(atlas: Atlas, gate: Gate) -> APIRouter:
             "target": to,
             "at": report.at.isoformat(),
             "confidence": round(report.confidence, 4),
-            "stopped": report.stopped,
+            "stopped": ticket.scrub(report.stopped),
             "path": to_records(path),
             "candidates": to_records(candidates),
         }

@@ -39,10 +39,10 @@ def answering(gate: Gate, ticket: Ticket) -> Iterator[None]:
         yield
     except _USER_ERRORS as exc:
         gate.close(ticket, "error:bad_query")
-        raise GateError(400, "bad_query", str(exc)) from None
+        raise GateError(400, "bad_query", ticket.scrub(str(exc))) from None
     except EngineError as exc:
         gate.close(ticket, "error:engine")
-        raise GateError(503, "engine_unavailable", str(exc)) from None
+        raise GateError(503, "engine_unavailable", ticket.scrub(str(exc))) from None
     except BaseException:
         gate.close(ticket, "error:internal")
         raise
@@ -157,7 +157,7 @@ def data_router(atlas: Atlas, gate: Gate) -> APIRouter:
         )
         with answering(gate, ticket):
             profile = atlas.profile(
-                prefix,
+                ticket.targets[0],
                 Selection(ticket.selection.filter, ticket.selection.window, ticket.selection.scope),
                 n,
                 estimate,
@@ -167,7 +167,7 @@ def data_router(atlas: Atlas, gate: Gate) -> APIRouter:
                 for name in ("totals", "peers", "local_ports", "peer_ports", "daily")
             }
         body: dict[str, Any] = {
-            "address": profile.address,
+            "address": prefix.text,  # as asked: a pseudonym stays one
             "seen": profile.seen,
             "first_seen": _iso(profile.first_seen),
             "last_seen": _iso(profile.last_seen),
@@ -194,8 +194,9 @@ def data_router(atlas: Atlas, gate: Gate) -> APIRouter:
             from flowatlas.query.expr import AddrMatch, Direction, conjoin
 
             sel = ticket.selection
+            anchor = ticket.targets[0]
             anchored = Selection(
-                conjoin(AddrMatch(Direction.ANY, (prefix,)), sel.filter), sel.window, sel.scope
+                conjoin(AddrMatch(Direction.ANY, (anchor,)), sel.filter), sel.window, sel.scope
             )
             table = gate.disclose(
                 ticket,
@@ -206,7 +207,7 @@ def data_router(atlas: Atlas, gate: Gate) -> APIRouter:
                         order_by=order.value,
                         limit=n,
                         estimate=estimate,
-                        anchor=(prefix,),
+                        anchor=(anchor,),
                     )
                 ),
             )

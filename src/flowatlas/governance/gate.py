@@ -27,6 +27,7 @@ from flowatlas.governance.classes import PSEUDONYMISED, PrefixClasses
 from flowatlas.governance.controlplane import ControlPlane
 from flowatlas.governance.keys import ApiKeyError, KeyRing
 from flowatlas.governance.pseudonym import CryptoPAn, pseudonymise_table
+from flowatlas.governance.pseudospace import PseudonymSpace, PseudonymTermError
 from flowatlas.governance.quotas import Demand, QuotaExceeded, QuotaLedger, Usage
 from flowatlas.governance.ranges import in_classes
 from flowatlas.governance.scope import ScopeError, address_terms, outside_scope, scope_for
@@ -76,6 +77,10 @@ class Ticket:
     usage: Usage
     reserved: int
     exempt: tuple[Prefix, ...]
+    targets: tuple[Prefix, ...] = ()
+    """The asked targets as the engine must read them (pseudonyms translated)."""
+    shown: dict[str, str] = field(default_factory=dict)
+    """Clear text of a translated target -> the text the tenant asked with."""
     rows: int = 0
     pseudonymised: int = 0
     withheld: int = 0
@@ -84,6 +89,13 @@ class Ticket:
 
     def headers(self) -> dict[str, str]:
         return self.usage.headers()
+
+    def scrub(self, message: str) -> str:
+        """A message about the engine's work, with translated targets named as the tenant named
+        them (an error must not echo the clear address behind a pseudonym)."""
+        for clear, asked in sorted(self.shown.items(), key=lambda kv: -len(kv[0])):
+            message = message.replace(clear, asked)
+        return message
 
 
 class Gate:
@@ -182,6 +194,16 @@ class Gate:
         except ScopeError as exc:
             raise refuse(403, "forbidden", str(exc)) from None
         named = (*targets, *address_terms(expr))
+        engine_expr, engine_targets = expr, targets
+        space = None if reveal else self.space(tenant)
+        if space is not None:
+            # Addresses named by a pseudonymised tenant mean what it sees (pseudonyms inside
+            # pseudonymised space); clear terms there are refused: they could only test guesses.
+            try:
+                engine_expr = space.rewrite(expr)
+                engine_targets = tuple(space.target(t) for t in targets)
+            except PseudonymTermError as exc:
+                raise refuse(403, "pseudonymised_space", str(exc)) from None
         if callable(rows):
             rows = rows(window)
         demand = Demand(
@@ -211,17 +233,19 @@ class Gate:
                 headers,
                 quota=exc.quota,
             ) from None
-        exempt = (*tenant.prefixes, *(p for p in named if p.is_single))
+        shown = {e.text: t.text for t, e in zip(targets, engine_targets, strict=True) if e != t}
         return Ticket(
             tenant,
             key_id,
             route,
             params,
             purpose,
-            Selection(expr, window, scope),
+            Selection(engine_expr, window, scope),
             usage,
             rows,
-            exempt,
+            tenant.prefixes,
+            engine_targets,
+            shown,
         )
 
     def reject(
@@ -349,6 +373,12 @@ class Gate:
             if pan is None:
                 pan = self._pans[k] = CryptoPAn(tenant.pseudonym_key)
             return pan
+
+    def space(self, tenant: Tenant) -> PseudonymSpace | None:
+        """Where this tenant sees pseudonyms (None: it sees every address as it is)."""
+        if tenant.role not in PSEUDONYMISED_ROLES:
+            return None
+        return PseudonymSpace.of(self.class_table(), self._pan(tenant), tenant.prefixes)
 
     def class_table(self) -> NetClassTable:
         """The operator's prefix classes (re-read every few seconds): pseudonymisation and the
