@@ -16,12 +16,16 @@ import dpkt
 
 _serial = itertools.count()
 
+RECENT_T0 = float((int(time.time()) // 86_400 - 1) * 86_400 + 43_200)
+"""Noon UTC yesterday: test traffic is dated inside the plausible window the ingest pipeline
+keeps (flowatlas.ingest: the retention window behind, a day ahead of the clock)."""
+
 
 FlowKey = tuple[str, str, int, int, int]
 
 
 def write_pcap(path: Path, flows: int = 300, seed: int = 7,
-               ipv6: bool = True) -> dict[FlowKey, list[int]]:
+               ipv6: bool = True, t0: float = RECENT_T0) -> dict[FlowKey, list[int]]:
     """A capture of ``flows`` short TCP/UDP conversations.
 
     Returns the ground truth: 5-tuple (text addresses) -> [packets, IP bytes].
@@ -30,7 +34,6 @@ def write_pcap(path: Path, flows: int = 300, seed: int = 7,
     import random
 
     rng = random.Random(seed)
-    t0 = 1_700_000_000.0
     packets: list[tuple[float, bytes]] = []
     truth: dict[FlowKey, list[int]] = {}
     for i in range(flows):
@@ -223,6 +226,7 @@ def nfcapd_decode(datagrams: list[bytes], workdir: Path) -> list[dict[str, str]]
 
 
 __all__ = [
+    "RECENT_T0",
     "drain",
     "free_port",
     "has_tool",

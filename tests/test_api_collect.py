@@ -9,12 +9,14 @@ import struct
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pyarrow as pa
 import pytest
 from collect_support import (
+    RECENT_T0,
     free_port,
     has_tool,
     ipfix_message,
@@ -28,9 +30,8 @@ from service_fixtures import free_port as free_tcp_port
 from flowatlas.addresses import pack_many, parse_prefix
 from flowatlas.collect.datagram import Decoder
 from flowatlas.governance.controlplane import ControlPlane
-from flowatlas.governance.ingest import OptOutStore
-from flowatlas.governance.optout import IngestFilter
 from flowatlas.governance.ranges import in_prefixes
+from flowatlas.ingest import pipeline_for
 from flowatlas.store import FlowStore
 
 OPTED_OUT = "10.1.0.0/28"
@@ -39,6 +40,10 @@ CLI = [sys.executable, "-c", "from flowatlas.cli.main import main; main()"]
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=60)
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def opted_out(address: str) -> bool:
@@ -71,9 +76,9 @@ def test_serve_collect_stores_and_serves_flows_minus_optouts(tmp_path: Path) -> 
         softflowd(tmp_path / "traffic.pcap", udp, 9, tmp_path)
         want = {k: v for k, v in truth.items() if not opted_out(k[0])}
         assert 0 < len(want) < len(truth)
-        # The capture is from 2023-11-14; ask for that day explicitly (rows arrive within the
-        # collector's 2 s batch age; poll until they do).
-        params = {"since": "2023-11-14T00:00:00Z", "until": "2023-11-15T12:00:00Z",
+        # The capture is from yesterday noon; ask for that span explicitly (rows arrive within
+        # the collector's 2 s batch age; poll until they do).
+        params = {"since": _iso(RECENT_T0 - 43_200), "until": _iso(RECENT_T0 + 86_400),
                   "limit": 1000}
         url = f"http://127.0.0.1:{http}/v1/flows"
         deadline = time.monotonic() + 30
@@ -124,30 +129,32 @@ FIELDS = [(8, 4), (12, 4), (7, 2), (11, 2), (4, 1), (2, 4), (1, 4), (152, 8), (1
 
 
 def record(i: int) -> bytes:
-    t0 = 1_700_000_000_000
+    t0 = int(RECENT_T0 * 1000)
     return struct.pack("!4s4sHHBIIQQ", bytes([10, 0, 0, i]), bytes([192, 0, 2, i]), 1000 + i, 80,
                        6, 3, 300, t0 + i, t0 + i + 50)
 
 
-def test_optout_store_drops_flows_before_they_are_stored(tmp_path: Path) -> None:
-    """What the collector writes through the store's writer loses its opted-out flows."""
+def test_ingest_pipeline_drops_opted_out_flows_before_they_are_stored(tmp_path: Path) -> None:
+    """What the collector's ingest pipeline keeps of a decoded batch loses its opted-out flows,
+    and the drops are counted by reason and exporter."""
     control = ControlPlane.for_store(tmp_path / "store")
-    ingest = IngestFilter(control)
-    store = OptOutStore(tmp_path / "store", ingest)
+    store = FlowStore(tmp_path / "store")
+    pipeline = pipeline_for(store)
     template = ipfix_set(2, ipfix_template(300, FIELDS))
     msg = ipfix_message([template, ipfix_set(300, record(1) + record(2) + record(3))])
-    decoded = Decoder().decode_many([(msg, "127.0.0.1")], 1_700_000_100.0)
+    decoded = Decoder().decode_many([(msg, "127.0.0.1")], RECENT_T0 + 100)
     assert decoded is not None and decoded.num_rows == 3
     with store.writer(max_rows=10, max_seconds=60) as w:
-        w.write(decoded)  # no opt-outs yet: all three kept
+        w.write(pipeline(decoded))  # no opt-outs yet: all three kept
     control.db.execute("INSERT INTO optouts VALUES ('prefix', '10.0.0.1/32', 't', 1.0)")
-    ingest.refresh_seconds = 0.0  # see the new opt-out at once
+    time.sleep(1.1)  # the stage re-reads the opt-outs at most once a second
     with store.writer(max_rows=10, max_seconds=60) as w:
-        w.write(decoded)
-        w.write(decoded.slice(0, 1))  # only the opted-out flow: nothing to write
+        w.write(pipeline(decoded))
+        w.write(pipeline(decoded.slice(0, 1)))  # only the opted-out flow: nothing to write
     stored = pa.concat_tables(pa.Table.from_batches([b]) for b in FlowStore(store.root).scan())
     src = stored.column("src_addr")
     assert stored.num_rows == 5
     assert int(in_prefixes(src, [parse_prefix("10.0.0.1")]).sum()) == 1  # the first batch only
-    assert ingest.dropped == 2
+    assert pipeline.drops.by_reason == {"opted_out": 2}
+    assert pipeline.drops.by_exporter == {pack_many(["127.0.0.1"])[0].as_py(): {"opted_out": 2}}
     control.close()

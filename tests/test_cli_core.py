@@ -10,6 +10,7 @@ import socket
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pyarrow.compute as pc
@@ -187,10 +188,11 @@ def _pcap(path: Path) -> None:
         return struct.pack("!HHHH", sp, dp, 8 + len(data), 0) + data
 
     frames = []
+    t0 = (int(time.time()) // 86_400 - 1) * 86_400 + 43_200  # yesterday noon: a plausible time
     for i in range(6):
-        frames.append((1_700_000_000 + i, ip4("10.1.2.3", "192.0.2.9", 6, tcp(40000, 443, 0x18, b"x" * 100))))
-        frames.append((1_700_000_000 + i, ip4("192.0.2.9", "10.1.2.3", 6, tcp(443, 40000, 0x12, b"y" * 40))))
-        frames.append((1_700_000_000 + i, ip4("10.7.7.7", "198.51.100.1", 17, udp(5353, 6000, b"q" * 30))))
+        frames.append((t0 + i, ip4("10.1.2.3", "192.0.2.9", 6, tcp(40000, 443, 0x18, b"x" * 100))))
+        frames.append((t0 + i, ip4("192.0.2.9", "10.1.2.3", 6, tcp(443, 40000, 0x12, b"y" * 40))))
+        frames.append((t0 + i, ip4("10.7.7.7", "198.51.100.1", 17, udp(5353, 6000, b"q" * 30))))
     with path.open("wb") as fh:
         fh.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
         for ts, pkt in frames:

@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -15,10 +16,16 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 import pytest
-from collect_support import free_port, ipfix_message, ipfix_set, ipfix_template
-from test_collect_decoder import BASIC, basic_record
+from collect_support import RECENT_T0, free_port, ipfix_message, ipfix_set, ipfix_template
+from test_collect_decoder import BASIC
 
 from flowatlas.store import FlowStore
+
+
+def basic_record(i: int, start_ms: int = int(RECENT_T0 * 1000)) -> bytes:
+    """test_collect_decoder's BASIC record, dated yesterday (inside the plausible window)."""
+    return struct.pack("!4s4sHHBIIQQ", bytes([10, 0, 0, i]), bytes([192, 0, 2, i]), 1000 + i, 80,
+                       6, 3, 300, start_ms + i, start_ms + i + 50)
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:

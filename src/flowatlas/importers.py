@@ -9,8 +9,9 @@ from __future__ import annotations
 import io
 import json
 import os
+from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
@@ -19,6 +20,7 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 
 from flowatlas.addresses import AddressError, pack_many
+from flowatlas.ingest import Pipeline, pipeline_for
 from flowatlas.query.filter import PROTOCOLS, TCP_FLAGS
 from flowatlas.schema import ADDRESS_FIELDS, FIELD_NAMES, TIME_TYPE, SchemaError, conform
 from flowatlas.store import FlowStore
@@ -46,6 +48,8 @@ class ImportReport:
     format: str
     rows: int = 0
     bytes_read: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    """Rows the ingest pipeline did not store, by reason (e.g. ``time_too_old``)."""
 
 
 def detect_format(path: Path) -> str:
@@ -61,8 +65,10 @@ def detect_format(path: Path) -> str:
 
 
 def import_file(store: FlowStore, path: str | os.PathLike[str], fmt: str = "auto",
-                progress: Callable[[int], None] | None = None) -> ImportReport:
-    """Append every flow of ``path`` to ``store``; ``progress`` gets bytes consumed."""
+                progress: Callable[[int], None] | None = None,
+                pipeline: Pipeline | None = None) -> ImportReport:
+    """Append every flow of ``path`` that the ingest pipeline keeps to ``store``;
+    ``progress`` gets bytes consumed."""
     p = Path(path)
     if not p.is_file():
         raise ImportError_(f"{p}: no such file")
@@ -70,16 +76,19 @@ def import_file(store: FlowStore, path: str | os.PathLike[str], fmt: str = "auto
         raise ImportError_(f"unknown format {fmt!r}; use one of {', '.join(IMPORT_FORMATS)}")
     fmt = detect_format(p) if fmt == "auto" else fmt
     report = ImportReport(str(p), fmt)
+    pipeline = pipeline if pipeline is not None else pipeline_for(store)
+    before = Counter(pipeline.drops.by_reason)
     blocks = _ndjson_blocks(p) if fmt == "ndjson" else _csv_blocks(p, nfdump=fmt == "nfdump")
     for first_line, size, table in blocks:
         try:
             canonical = _from_nfdump(table) if fmt == "nfdump" else _from_canonical(table)
-            report.rows += store.append(canonical)
+            report.rows += store.append(pipeline(canonical))
         except (AddressError, SchemaError, pa.ArrowInvalid, ValueError) as exc:
             raise ImportError_(f"{p}: in the block starting at line {first_line}: {exc}") from exc
         report.bytes_read += size
         if progress:
             progress(size)
+    report.dropped = dict(pipeline.drops.by_reason - before)
     return report
 
 

@@ -13,6 +13,14 @@ ADDRESS_TYPE = pa.binary(16)
 
 TIME_TYPE = pa.timestamp("us", tz="UTC")
 
+# Times the store can hold: it files flows by calendar day, and a day before 0001-01-01 or from
+# 10000-01-01 on has no date (nor a Python datetime to render it as). The ingest pipeline drops
+# flows outside this range (reason ``time_unholdable``); ``FlowStore.append`` refuses them.
+HOLDABLE_MIN_US = -62_135_596_800 * 1_000_000
+"""0001-01-01T00:00:00Z in µs since the epoch."""
+HOLDABLE_END_US = 253_402_300_800 * 1_000_000
+"""10000-01-01T00:00:00Z in µs since the epoch (exclusive)."""
+
 FLOW_SCHEMA = pa.schema(
     [
         pa.field("time_start", TIME_TYPE, nullable=False),

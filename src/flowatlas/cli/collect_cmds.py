@@ -14,7 +14,7 @@ import pyarrow as pa
 from flowatlas.addresses import unpack
 from flowatlas.cli.common import InputError, format_option, render, store_option, user_errors
 from flowatlas.collect.datagram import Decoder
-from flowatlas.collect.server import STATE_FILE, Collector, Listen, ListenError
+from flowatlas.collect.server import STATE_FILE, Collector, CollectorFailed, Listen, ListenError
 from flowatlas.collect.sources import BASES, SourceError, SourceRegistry
 from flowatlas.collect.status import STATUS_FILE, CollectorStatus
 from flowatlas.settings import SettingsError
@@ -68,14 +68,23 @@ def collect(store_path: str, listens: tuple[str, ...], accept_unregistered: bool
     granted = min(collector.receive_buffers) // 2 >> 20  # Linux reports double
     click.echo(f"flowatlas collect: listening on {where}; store {store_path}; "
                f"kernel receive buffer {granted} MiB per socket", err=True)
-    if sys.stdout.isatty() and not quiet:
-        _run_live(collector)
-    else:
-        collector.run()
+    failed: CollectorFailed | None = None
+    try:
+        if sys.stdout.isatty() and not quiet:
+            _run_live(collector)
+        else:
+            collector.run()
+    except CollectorFailed as exc:  # the store failed: say so, exit non-zero
+        failed = exc
     totals = decoder.status.totals()
-    click.echo(f"flowatlas collect: stopped; {collector.accepted} flows stored, "
+    click.echo(f"flowatlas collect: {'failed' if failed else 'stopped'}; "
+               f"{collector.stored} flows stored, "
                f"{totals['packets']} datagrams, {totals['malformed']} malformed, "
-               f"{totals['unregistered']} from unregistered exporters", err=True)
+               f"{totals['unregistered']} from unregistered exporters, "
+               f"{totals['dropped']} dropped at ingest", err=True)
+    if failed is not None:
+        click.echo(f"flowatlas collect: {failed}", err=True)
+        sys.exit(1)
 
 
 def _run_live(collector: Collector) -> None:

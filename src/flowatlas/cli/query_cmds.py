@@ -174,7 +174,9 @@ def import_cmd(files: tuple[str, ...], store_path: str, input_format: str, compa
             report = import_file(store, path, input_format,
                                  progress=lambda size: progress.advance(task, size))
             rows += report.rows
-            click.echo(f"{path}: {report.rows:,} flows ({report.format})", err=True)
+            dropped = "".join(f", {n:,} not stored ({reason})"
+                              for reason, n in sorted(report.dropped.items()))
+            click.echo(f"{path}: {report.rows:,} flows ({report.format}){dropped}", err=True)
     if compact:
         report_c = store.compact()
         click.echo(f"compacted {report_c.runs_out} runs in {report_c.seconds:.1f}s", err=True)

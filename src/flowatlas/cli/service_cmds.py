@@ -124,8 +124,7 @@ def _start_collectors(store_path: str, endpoints: tuple[str, ...]) -> Callable[[
         raise InputError(
             f"--collect: the collector is not available in this build ({exc})"
         ) from exc
-    from flowatlas.governance.ingest import OptOutStore
-    from flowatlas.governance.optout import IngestFilter
+    from flowatlas.store import FlowStore
 
     root = Path(store_path)
     try:
@@ -139,7 +138,7 @@ def _start_collectors(store_path: str, endpoints: tuple[str, ...]) -> Callable[[
         # by the thread that opened it.
         try:
             collector = Collector(
-                OptOutStore(root, IngestFilter(_control(store_path))),
+                FlowStore(root),  # the collector's ingest pipeline applies the opt-outs
                 listens,
                 Decoder(SourceRegistry.for_store(root), root / STATE_FILE),
                 status_path=root / STATUS_FILE,

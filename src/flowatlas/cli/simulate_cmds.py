@@ -53,7 +53,9 @@ def simulate_cmd(ctx: click.Context, flows: int, days: float, end_text: str | No
                  truth_path: str | None, quiet: bool) -> None:
     """Generate realistic flows with planted, labelled investigations (deterministic per seed).
 
-    Writes into the store unless --csv, --ndjson or --udp is given (add --store to do both).
+    Writes into the store unless --csv, --ndjson or --udp is given (add --store to do both;
+    FLOWATLAS_STORE alone does not). Flows pass the store's ingest pipeline, whose clock is the
+    end of the simulated span.
     """
     from flowatlas.export.sender import TargetError, parse_target
     from flowatlas.query.window import WindowError, parse_time
@@ -75,8 +77,9 @@ def simulate_cmd(ctx: click.Context, flows: int, days: float, end_text: str | No
             raise ConfigError(f"--rate {rate}: must be >= 0")
     except (ConfigError, WindowError, TargetError) as exc:
         raise InputError(str(exc)) from exc
-    explicit_store = ctx.get_parameter_source("store_path") not in (
-        click.core.ParameterSource.DEFAULT, None)
+    # Only --store on the command line means "the store as well": FLOWATLAS_STORE (which the
+    # demo sets) must not turn `--udp` into writing every flow twice (issue 19.2).
+    explicit_store = ctx.get_parameter_source("store_path") is click.core.ParameterSource.COMMANDLINE
     use_store = explicit_store or not (csv_path or ndjson_path or target)
     if truth_path is None:
         truth_path = str(Path(store_path) / "ground-truth.json") if use_store \
@@ -96,6 +99,7 @@ def _run(config: Any, store_path: str | None, csv_path: str | None, ndjson_path:
     import time
 
     from flowatlas.export import Encoder, UdpSender
+    from flowatlas.ingest import pipeline_for
     from flowatlas.simulate.generator import Simulation, write_pipelined
     from flowatlas.simulate.sinks import TextSink
     from flowatlas.store import FlowStore, StoreError
@@ -108,26 +112,29 @@ def _run(config: Any, store_path: str | None, csv_path: str | None, ndjson_path:
     if ndjson_path:
         sinks.append(TextSink(ndjson_path, "ndjson"))
     store = None
+    pipeline = None
     if store_path:
         try:
             store = FlowStore(store_path)
         except StoreError as exc:
             raise InputError(str(exc)) from exc
+        # The simulated world's clock is its end: what is plausible is judged against it.
+        pipeline = pipeline_for(store, clock=config.end.timestamp)
     sender = UdpSender(*target, rate=rate) if target else None
     encoder = Encoder(protocol) if target else None
     rows = 0
     with _progress_bar(progress_on) as bar:
         task = bar.add_task("simulate", total=sim.chunks)
         batches = sim.batches(lambda done, _total: bar.update(task, completed=done))
-        if store is not None and not sinks and sender is None:
+        if store is not None and pipeline is not None and not sinks and sender is None:
             # Fast path: the store encodes chunk k while chunk k+1 is generated.
             batches = iter(())
-            rows = write_pipelined(store, sim.batches(
-                lambda done, _total: bar.update(task, completed=done)))
+            rows = write_pipelined(store, map(pipeline, sim.batches(
+                lambda done, _total: bar.update(task, completed=done))))
         for batch in batches:
             rows += batch.num_rows
-            if store is not None:
-                store.append(batch)
+            if store is not None and pipeline is not None:
+                store.append(pipeline(batch))
             for sink in sinks:
                 sink.write(batch)
             if sender is not None and encoder is not None:
@@ -139,8 +146,12 @@ def _run(config: Any, store_path: str | None, csv_path: str | None, ndjson_path:
     sim.truth.flows["written"] = rows
     json_path, csv_prefixes = sim.truth.write(truth_path)
     seconds = time.perf_counter() - started
+    dropped = ""
+    if pipeline is not None and pipeline.drops.total:
+        dropped = " (not stored: " + ", ".join(
+            f"{n:,} {reason}" for reason, n in sorted(pipeline.drops.by_reason.items())) + ")"
     where = ", ".join(filter(None, [
-        f"store {store_path}" if store_path else "", csv_path or "", ndjson_path or "",
+        f"store {store_path}{dropped}" if store_path else "", csv_path or "", ndjson_path or "",
         f"udp {target[0]}:{target[1]} ({protocol}, {sender.datagrams if sender else 0} datagrams)"
         if target else ""]))
     return (f"simulated {rows:,} flows ({sim.truth.flows['planted_records']:,} planted) in "

@@ -1,24 +1,35 @@
 """The UDP collector: sockets on several addresses/ports, decode, batch into the FlowStore.
 
 One thread, ``selectors``: each wake-up drains every ready socket (up to a bound) before
-decoding, rows go to ``FlowStore.writer`` which appends by size or age, template state is saved
-every few seconds, and SIGTERM/SIGINT make the loop flush, save and return.
+decoding, decoded rows pass the ingest pipeline (flowatlas.ingest: implausible times and
+opt-outs dropped and counted in the live status) and go to ``FlowStore.writer`` which appends
+by size or age, template state is saved every few seconds, and SIGTERM/SIGINT make the loop
+flush, save and return.
+
+If the store fails, the collector stops (status ``failed`` with the error; ``flowatlas collect``
+exits 1) and saves every flow it had accepted but not stored to ``unwritten-*.arrow`` in its
+state directory; the next collector on that directory stores them first.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import selectors
 import signal
 import socket
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+import pyarrow as pa
+
 from flowatlas.collect.datagram import Decoder
 from flowatlas.collect.status import publish
+from flowatlas.ingest import Pipeline, pipeline_for
 from flowatlas.store import FlowStore
 
 log = logging.getLogger("flowatlas.collect")
@@ -42,6 +53,13 @@ The kernel buffer holds far more than 2 ms of traffic."""
 
 class ListenError(OSError):
     pass
+
+
+class CollectorFailed(RuntimeError):
+    """The store failed under a running collector (the message says where its flows went)."""
+
+
+UNWRITTEN_GLOB = "unwritten-*.arrow"
 
 
 @dataclass(frozen=True)
@@ -101,9 +119,14 @@ class Collector:
     def __init__(self, store: FlowStore, listens: list[Listen], decoder: Decoder, *,
                  max_rows: int = 200_000, max_seconds: float = 2.0,
                  status_path: Path | None = None, state_every: float = 5.0,
-                 receive_buffer: int = RECV_BUFFER) -> None:
+                 receive_buffer: int = RECV_BUFFER,
+                 pipeline: Pipeline | None = None, state_dir: Path | None = None) -> None:
         self.store = store
         self.decoder = decoder
+        self.pipeline = pipeline if pipeline is not None else pipeline_for(store)
+        self.pipeline.drops.listeners.append(decoder.status.drop)
+        self.state_dir = state_dir or (status_path.parent if status_path else store.root)
+        self.replayed = self._replay_unwritten()
         self.writer = store.writer(max_rows=max_rows, max_seconds=max_seconds)
         self.writer.start_background()  # receiving never waits for a Parquet write
         self.sockets = [open_socket(lst, receive_buffer) for lst in listens]
@@ -113,6 +136,11 @@ class Collector:
         self.accepted = 0
         self._buffer = bytearray(BATCH_BYTES)
         self._view = memoryview(self._buffer)
+
+    @property
+    def stored(self) -> int:
+        """Flows appended to the store by this collector (those it saved earlier included)."""
+        return self.writer.rows_written + self.replayed
 
     @property
     def receive_buffers(self) -> list[int]:
@@ -189,8 +217,13 @@ class Collector:
             return
         table = self.decoder.decode_buffer(view[:used], lengths, senders, time.time())
         if table is not None:
-            self.writer.write(table)
-            self.accepted += table.num_rows
+            kept = self.pipeline(table)
+            try:
+                self.writer.write(kept)
+            except Exception:  # the store failed: these are kept with the writer's backlog
+                self.writer.unwritten.append(kept)
+                raise
+            self.accepted += kept.num_rows
 
     def _save(self) -> None:
         try:
@@ -202,10 +235,50 @@ class Collector:
             log.warning("cannot save collector state: %s", exc)
 
     def close(self) -> None:
+        """Flush and save; if the store failed, keep what was not stored and raise
+        :class:`CollectorFailed`."""
+        failure: CollectorFailed | None = None
         try:
             self.writer.close()
+            self.decoder.status.state = "stopped"
+        except Exception as exc:
+            failure = self._failed(exc)
         finally:
             self._save()
             self.decoder.save_state()
             for s in self.sockets:
                 s.close()
+        if failure is not None:
+            raise failure
+
+    def _failed(self, exc: BaseException) -> CollectorFailed:
+        error = f"writing to the store failed: {type(exc).__name__}: {exc}"
+        unwritten = self.writer.unwritten
+        rows = sum(t.num_rows for t in unwritten)
+        where = None
+        if rows:
+            path = self.state_dir / f"unwritten-{int(time.time())}-{uuid.uuid4().hex[:8]}.arrow"
+            try:
+                table = pa.concat_tables(unwritten)
+                tmp = path.with_name(f".{path.name}.tmp")
+                with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as w:
+                    w.write_table(table)
+                os.replace(tmp, path)
+                where = str(path)
+                error += f"; {rows} accepted flows saved to {path} (stored on the next start)"
+            except OSError as save_exc:
+                error += f"; {rows} accepted flows could not be saved either: {save_exc}"
+        log.error("%s", error)
+        self.decoder.status.fail(error, where)
+        return CollectorFailed(error)
+
+    def _replay_unwritten(self) -> int:
+        """Store the flows a failed collector on this state directory saved; returns rows."""
+        rows = 0
+        for path in sorted(self.state_dir.glob(UNWRITTEN_GLOB)):
+            with pa.memory_map(str(path)) as source:
+                table = pa.ipc.open_file(source).read_all()
+            rows += self.store.append(table)  # they passed the pipeline before
+            path.unlink()
+            log.info("stored %d flows a failed collector had saved in %s", table.num_rows, path)
+        return rows

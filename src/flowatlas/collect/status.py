@@ -35,6 +35,9 @@ class ExporterCounters:
     sflow_drops: int = 0
     """sFlow samples the agent dropped for lack of resources (its data sources' drops)."""
     unregistered: int = 0
+    dropped: int = 0
+    """Decoded records the ingest pipeline dropped (implausible times, opt-outs): by reason in
+    ``reasons``."""
     templates: int = 0
     last_seen: float = 0.0
     versions: set[int] = field(default_factory=set)
@@ -52,6 +55,7 @@ class ExporterCounters:
             "sflow_sample_gaps": self.sflow_sample_gaps,
             "sflow_drops": self.sflow_drops,
             "unregistered": self.unregistered,
+            "dropped": self.dropped,
             "templates": self.templates,
             "last_seen": self.last_seen,
             "versions": sorted(self.versions),
@@ -66,6 +70,11 @@ class CollectorStatus:
         self.exporters: dict[bytes, ExporterCounters] = {}
         self.reasons: Counter[str] = Counter()
         self.started = time.time()
+        self.state = "running"
+        """``running``, ``stopped`` or ``failed`` (the writer failed; see ``error``)."""
+        self.error: str | None = None
+        self.unwritten: str | None = None
+        """Where a failed collector saved the flows it had accepted but not stored."""
 
     def of(self, exporter: bytes) -> ExporterCounters:
         c = self.exporters.get(exporter)
@@ -81,14 +90,27 @@ class CollectorStatus:
             c.malformed += count
         self.reasons[reason] += count
 
+    def drop(self, exporter: bytes, reason: str, count: int) -> None:
+        """Count ``count`` decoded records the ingest pipeline dropped under ``reason``."""
+        c = self.of(exporter)
+        c.dropped += count
+        c.reasons[reason] += count
+        self.reasons[reason] += count
+
+    def fail(self, error: str, unwritten: str | None = None) -> None:
+        self.state, self.error, self.unwritten = "failed", error, unwritten
+
     def totals(self) -> dict[str, int]:
         keys = ("packets", "records", "malformed", "unknown_template", "sequence_gaps", "lost",
-                "sflow_sample_gaps", "sflow_drops", "unregistered")
+                "sflow_sample_gaps", "sflow_drops", "unregistered", "dropped")
         return {k: sum(getattr(c, k) for c in self.exporters.values()) for k in keys}
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "started": self.started,
+            "state": self.state,
+            "error": self.error,
+            "unwritten": self.unwritten,
             "totals": self.totals(),
             "reasons": dict(self.reasons),
             "exporters": {unpack(k): c.as_dict() for k, c in self.exporters.items()},
@@ -104,12 +126,17 @@ def publish(status: CollectorStatus, path: Path) -> None:
 
 def published(path: Path) -> dict[str, Any]:
     """What a collector last published at ``path``: ``running`` (published within
-    STALE_SECONDS), ``status`` (its counters, or None) and ``age_seconds``."""
+    STALE_SECONDS and not stopped or failed), ``status`` (its counters, or None),
+    ``age_seconds`` and ``error`` (why it failed, if it did)."""
     body: dict[str, Any] = {"running": False, "status": None, "age_seconds": None}
     try:
         age = time.time() - path.stat().st_mtime
-        body = {"running": age < STALE_SECONDS, "status": json.loads(path.read_text()),
+        status = json.loads(path.read_text())
+        state = status.get("state", "running") if isinstance(status, dict) else "running"
+        body = {"running": age < STALE_SECONDS and state == "running", "status": status,
                 "age_seconds": round(age, 1)}
+        if state == "failed":
+            body["error"] = status.get("error")
     except FileNotFoundError:
         pass
     except (OSError, ValueError) as exc:  # unreadable or damaged: say so rather than fail

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -134,7 +135,8 @@ class OptOuts:
 
 
 class IngestFilter:
-    """The collector's hook: ``filter(table)`` drops opted-out flows before they are stored."""
+    """Which flows are opted out, re-read when the list changes (the ingest pipeline's
+    ``OptOutStage`` asks it; calling it filters a table directly)."""
 
     def __init__(self, control: ControlPlane, refresh_seconds: float = 1.0) -> None:
         self.control = control
@@ -157,14 +159,18 @@ class IngestFilter:
             self._set = OptOuts(self.control, AuditLog(self.control, time.time)).current()
             self._version = version
 
+    def opted_out(self, table: pa.Table) -> npt.NDArray[np.bool_]:
+        """True for the rows of ``table`` an opt-out covers (the ingest pipeline drops them)."""
+        self._refresh()
+        if not self._set or not table.num_rows:
+            return np.zeros(table.num_rows, dtype=bool)
+        return np.asarray(self._set.mask(table).to_numpy(zero_copy_only=False), dtype=bool)
+
     def __call__(self, table: pa.Table | pa.RecordBatch) -> pa.Table:
         t = table if isinstance(table, pa.Table) else pa.Table.from_batches([table])
-        self._refresh()
-        if not self._set or not t.num_rows:
-            return t
-        mask = self._set.mask(t)
-        hits = int(pc.sum(mask).as_py() or 0)
+        mask = self.opted_out(t)
+        hits = int(np.count_nonzero(mask))
         if not hits:
             return t
         self.dropped += hits
-        return t.filter(pc.invert(mask))
+        return t.filter(pa.array(~mask))

@@ -97,7 +97,11 @@ class DayGroups:
 
     def _window_of(self, group: Sequence[date]) -> Window | None:
         since = datetime.combine(min(group), time(), UTC)
-        until = datetime.combine(max(group) + timedelta(days=1), time(), UTC)
+        last = max(group)
+        # A store may hold 9999-12-31 (written before ingest checked times): its day has no
+        # following midnight, so its window ends at the last representable moment.
+        until = (datetime.max.replace(tzinfo=UTC) if last == date.max
+                 else datetime.combine(last + timedelta(days=1), time(), UTC))
         if self.window.since and self.window.since > since:
             since = self.window.since
         if self.window.until and self.window.until < until:

@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from flowatlas.schema import FLOW_SCHEMA, conform
+from flowatlas.schema import FLOW_SCHEMA, HOLDABLE_END_US, HOLDABLE_MIN_US, conform
 from flowatlas.store.manifest import (
     MANIFEST_NAME,
     DayManifest,
@@ -59,6 +59,7 @@ INGEST_COMPRESSIONS = ("lz4", "none", "zstd")
 """Codecs an ingest file may be written with (the store setting ``ingest_compression``)."""
 DEFAULT_INGEST_COMPRESSION = "lz4"
 _US_PER_DAY = 86_400 * 1_000_000
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
 class StoreError(RuntimeError):
@@ -121,7 +122,11 @@ class CompactReport:
 
 
 def day_of(ts_us: int) -> date:
-    return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ts_us)).date()
+    """The UTC day of ``ts_us`` (µs since the epoch), for any int64: integer arithmetic, and
+    times beyond the dates Python can name are clamped to the first or last one (``append``
+    refuses such times before a day is ever chosen)."""
+    ordinal = _EPOCH_ORDINAL + ts_us // _US_PER_DAY
+    return date.fromordinal(min(max(ordinal, 1), date.max.toordinal()))
 
 
 def _day_dirname(day: date) -> str:
@@ -209,6 +214,9 @@ class FlowStore:
         if table.num_rows == 0:
             return 0
         starts = pc.min_max(table.column("time_start").cast(pa.int64())).as_py()
+        if starts["min"] < HOLDABLE_MIN_US or starts["max"] >= HOLDABLE_END_US:
+            raise StoreError("time_start outside 0001-01-01..9999-12-31 cannot be stored "
+                             "(the ingest pipeline drops such flows: flowatlas.ingest)")
         if starts["min"] // _US_PER_DAY == starts["max"] // _US_PER_DAY:
             # The common case (collectors flush often, the simulator writes by day): no sort.
             day_numbers = None
@@ -533,7 +541,12 @@ class FlowStore:
 
 
 class BatchWriter:
-    """Buffers small batches and appends them as one file by size or by age."""
+    """Buffers small batches and appends them as one file by size or by age.
+
+    When an append fails the writer stops: every later ``write`` raises that failure again,
+    and what was accepted but not stored (the failed batch, what was queued behind it and what
+    is still buffered) stays in :attr:`unwritten` for the caller to keep.
+    """
 
     def __init__(self, store: FlowStore, *, max_rows: int, max_seconds: float) -> None:
         self.store = store
@@ -545,7 +558,9 @@ class BatchWriter:
         self.rows_written = 0
         self._queue: queue.Queue[pa.Table | None] | None = None
         self._thread: threading.Thread | None = None
-        self._failure: BaseException | None = None
+        self.failure: BaseException | None = None
+        """The first append failure (sticky: a failed writer accepts nothing more)."""
+        self.unwritten: list[pa.Table] = []
 
     def start_background(self, depth: int = 2) -> None:
         """Append on a thread of its own from now on.
@@ -563,16 +578,22 @@ class BatchWriter:
     def _drain(self) -> None:
         assert self._queue is not None
         while (table := self._queue.get()) is not None:
+            if self.failure is not None:
+                self.unwritten.append(table)
+                continue
             try:
-                if self._failure is None:
-                    self.rows_written += self.store.append(table)
+                self.rows_written += self.store.append(table)
             except BaseException as exc:  # surfaced in the caller's thread by _check
-                self._failure = exc
+                self.failure = exc
+                self.unwritten.append(table)
+
+    @property
+    def unwritten_rows(self) -> int:
+        return int(sum(t.num_rows for t in self.unwritten)) + self._rows
 
     def _check(self) -> None:
-        if self._failure is not None:
-            failure, self._failure = self._failure, None
-            raise failure
+        if self.failure is not None:
+            raise self.failure
 
     def write(self, batch: pa.RecordBatch | pa.Table) -> None:
         self._check()
@@ -596,16 +617,27 @@ class BatchWriter:
             return 0
         table = pa.concat_tables(self._pending)
         self._pending, self._rows, self._oldest = [], 0, None
+        if self.failure is not None:
+            self.unwritten.append(table)
+            return 0
         if self._queue is not None:
             self._queue.put(table)
             return int(table.num_rows)
-        written = self.store.append(table)
+        try:
+            written = self.store.append(table)
+        except BaseException as exc:
+            self.failure = exc
+            self.unwritten.append(table)
+            raise
         self.rows_written += written
         return written
 
     def close(self) -> None:
-        """Append everything still buffered and, with a writer thread, wait for it."""
-        self.flush()
+        """Append everything still buffered and, with a writer thread, wait for it.
+
+        Raises the failure if an append failed (``unwritten`` then holds the rest)."""
+        with contextlib.suppress(Exception):
+            self.flush()  # a failure is kept in self.failure and raised below
         if self._thread is not None and self._queue is not None:
             self._queue.put(None)
             self._thread.join()

@@ -1,0 +1,122 @@
+"""The chain of stages in front of the store, configured once for every producer.
+
+Order (``STAGE_ORDER``), each a slot holding zero or more stages:
+
+1. ``plausibility``: values the store cannot hold, and times outside the plausible window;
+2. ``optout``: flows of opted-out prefixes and ASNs;
+3. ``sampling``: sampling rates normalised (0 -> 1);
+4. ``enrichment``: empty today; where AS numbers, countries and tags will be filled in
+   (issue 12), after the drops so nothing is looked up for a flow that is not kept.
+
+The collector runs the pipeline on its receive thread before buffering, the importers on each
+parsed block, the simulator on each generated chunk. Drops are counted by reason in
+:attr:`Pipeline.drops` (and reported to any listener, such as the collector's live status).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from flowatlas.ingest.stages import (
+    DropCounts,
+    OptOutStage,
+    PlausibilityStage,
+    SamplingStage,
+    Stage,
+)
+from flowatlas.schema import conform
+from flowatlas.store import FlowStore
+
+PLAUSIBILITY = "plausibility"
+OPTOUT = "optout"
+SAMPLING = "sampling"
+ENRICHMENT = "enrichment"
+STAGE_ORDER = (PLAUSIBILITY, OPTOUT, SAMPLING, ENRICHMENT)
+
+DEFAULT_FUTURE_SECONDS = 86_400.0
+"""A flow may start at most a day ahead of the ingesting clock (exporter clocks drift)."""
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    """What the pipeline is configured with (one place for collector, importers, simulator).
+
+    ``plausible_past_days``: how far behind the clock a flow may start; None means the store's
+    retention window (older flows would be deleted by the next retention run anyway).
+    ``plausible_future_seconds``: how far ahead of the clock a flow may start or end.
+    """
+
+    plausible_past_days: float | None = None
+    plausible_future_seconds: float | None = DEFAULT_FUTURE_SECONDS
+    optouts: bool = True
+
+
+class Pipeline:
+    """Run a table through every stage in order; count what each drops."""
+
+    def __init__(self, stages: dict[str, list[Stage]] | None = None) -> None:
+        self.slots: dict[str, list[Stage]] = {slot: [] for slot in STAGE_ORDER}
+        for slot, members in (stages or {}).items():
+            for stage in members:
+                self.plug(slot, stage)
+        self.drops = DropCounts()
+        self.rows_in = 0
+        self.rows_out = 0
+
+    def plug(self, slot: str, stage: Stage) -> None:
+        """Add ``stage`` at the end of ``slot`` (one of ``STAGE_ORDER``)."""
+        if slot not in self.slots:
+            raise ValueError(f"no ingest slot {slot!r}; slots: {', '.join(STAGE_ORDER)}")
+        self.slots[slot].append(stage)
+
+    @property
+    def stages(self) -> list[Stage]:
+        return [stage for slot in STAGE_ORDER for stage in self.slots[slot]]
+
+    def __call__(self, batch: pa.RecordBatch | pa.Table) -> pa.Table:
+        """The rows of ``batch`` to store, in the canonical schema."""
+        table = conform(batch)
+        self.rows_in += table.num_rows
+        for stage in self.stages:
+            if not table.num_rows:
+                break
+            table = stage(table, self.drops)
+        self.rows_out += table.num_rows
+        return table
+
+    def append(self, store: FlowStore, batch: pa.RecordBatch | pa.Table) -> int:
+        """Store what the pipeline keeps of ``batch``; returns the rows stored."""
+        return store.append(self(batch))
+
+
+def pipeline_for(store: FlowStore | str | os.PathLike[str],
+                 settings: IngestSettings | None = None, *,
+                 clock: Callable[[], float] = time.time,
+                 retention_days: float | None = None) -> Pipeline:
+    """The pipeline every producer writing into ``store`` uses.
+
+    ``clock`` is the ingesting clock (the simulator passes its simulated end of time).
+    ``retention_days`` stands in for the store's setting when only a path is given.
+    """
+    settings = settings or IngestSettings()
+    if isinstance(store, FlowStore):
+        root: str | os.PathLike[str] = store.root
+        retention_days = store.retention_days if retention_days is None else retention_days
+    else:
+        root = store
+    past_days = settings.plausible_past_days
+    if past_days is None:
+        past_days = retention_days
+    pipeline = Pipeline()
+    pipeline.plug(PLAUSIBILITY, PlausibilityStage(
+        None if past_days is None else past_days * 86_400.0,
+        settings.plausible_future_seconds, clock))
+    if settings.optouts:
+        pipeline.plug(OPTOUT, OptOutStage(root))
+    pipeline.plug(SAMPLING, SamplingStage())
+    return pipeline
