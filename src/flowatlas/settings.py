@@ -97,6 +97,18 @@ class CollectorSettings:
 
 
 @dataclass(frozen=True)
+class IngestSettings:
+    """The ingest pipeline every producer writes through (collector, import, simulate)."""
+
+    plausible_past_days: int = setting(
+        0, "How far behind the ingesting clock a flow may start; older flows are counted and "
+        "dropped. 0: the store's retention window.", minimum=0, unit="days")
+    plausible_future_seconds: float = setting(
+        86_400.0, "How far ahead of the ingesting clock a flow may start or end; later flows "
+        "are counted and dropped.", minimum=0, unit="seconds")
+
+
+@dataclass(frozen=True)
 class EngineSettings:
     """The embedded DuckDB engine."""
 
@@ -125,6 +137,7 @@ class Settings:
 
     store: StoreSettings = field(default_factory=StoreSettings)
     collector: CollectorSettings = field(default_factory=CollectorSettings)
+    ingest: IngestSettings = field(default_factory=IngestSettings)
     engine: EngineSettings = field(default_factory=EngineSettings)
     service: ServiceSettings = field(default_factory=ServiceSettings)
 
@@ -144,6 +157,7 @@ class Settings:
 SECTIONS: dict[str, type[Any]] = {
     "store": StoreSettings,
     "collector": CollectorSettings,
+    "ingest": IngestSettings,
     "engine": EngineSettings,
     "service": ServiceSettings,
 }

@@ -8,7 +8,6 @@ front end produced it. See docs/architecture.md ("The ingest pipeline").
 from flowatlas.ingest.pipeline import (
     ENRICHMENT,
     STAGE_ORDER,
-    IngestSettings,
     Pipeline,
     pipeline_for,
 )
@@ -24,7 +23,6 @@ __all__ = [
     "ENRICHMENT",
     "STAGE_ORDER",
     "DropCounts",
-    "IngestSettings",
     "OptOutStage",
     "Pipeline",
     "PlausibilityStage",

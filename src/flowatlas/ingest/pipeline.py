@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from pathlib import Path
 
 import pyarrow as pa
 
@@ -30,6 +30,8 @@ from flowatlas.ingest.stages import (
     Stage,
 )
 from flowatlas.schema import conform
+from flowatlas.settings import IngestSettings
+from flowatlas.settings import load as load_settings
 from flowatlas.store import FlowStore
 
 PLAUSIBILITY = "plausibility"
@@ -37,24 +39,6 @@ OPTOUT = "optout"
 SAMPLING = "sampling"
 ENRICHMENT = "enrichment"
 STAGE_ORDER = (PLAUSIBILITY, OPTOUT, SAMPLING, ENRICHMENT)
-
-DEFAULT_FUTURE_SECONDS = 86_400.0
-"""A flow may start at most a day ahead of the ingesting clock (exporter clocks drift)."""
-
-
-@dataclass(frozen=True)
-class IngestSettings:
-    """What the pipeline is configured with (one place for collector, importers, simulator).
-
-    ``plausible_past_days``: how far behind the clock a flow may start; None means the store's
-    retention window (older flows would be deleted by the next retention run anyway).
-    ``plausible_future_seconds``: how far ahead of the clock a flow may start or end.
-    """
-
-    plausible_past_days: float | None = None
-    plausible_future_seconds: float | None = DEFAULT_FUTURE_SECONDS
-    optouts: bool = True
-
 
 class Pipeline:
     """Run a table through every stage in order; count what each drops."""
@@ -96,27 +80,27 @@ class Pipeline:
 
 def pipeline_for(store: FlowStore | str | os.PathLike[str],
                  settings: IngestSettings | None = None, *,
-                 clock: Callable[[], float] = time.time,
-                 retention_days: float | None = None) -> Pipeline:
+                 clock: Callable[[], float] = time.time, optouts: bool = True,
+                 retention_days: int | None = None) -> Pipeline:
     """The pipeline every producer writing into ``store`` uses.
 
-    ``clock`` is the ingesting clock (the simulator passes its simulated end of time).
-    ``retention_days`` stands in for the store's setting when only a path is given.
+    ``settings``: the ``ingest`` settings (default: as loaded for the store, docs/settings.md).
+    ``clock``: the ingesting clock (the simulator passes its simulated end of time).
+    ``retention_days``: instead of the store's ``store.retention_days``.
     """
-    settings = settings or IngestSettings()
-    if isinstance(store, FlowStore):
-        root: str | os.PathLike[str] = store.root
-        retention_days = store.retention_days if retention_days is None else retention_days
-    else:
-        root = store
-    past_days = settings.plausible_past_days
-    if past_days is None:
-        past_days = retention_days
+    root = store.root if isinstance(store, FlowStore) else Path(store)
+    if settings is None or retention_days is None:
+        loaded = load_settings(root).settings
+        settings = settings or loaded.ingest
+        if retention_days is None:
+            retention_days = (store.retention_days if isinstance(store, FlowStore)
+                              else loaded.store.retention_days)
+    past_days = settings.plausible_past_days or retention_days
     pipeline = Pipeline()
     pipeline.plug(PLAUSIBILITY, PlausibilityStage(
         None if past_days is None else past_days * 86_400.0,
         settings.plausible_future_seconds, clock))
-    if settings.optouts:
+    if optouts:
         pipeline.plug(OPTOUT, OptOutStage(root))
     pipeline.plug(SAMPLING, SamplingStage())
     return pipeline
