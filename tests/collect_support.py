@@ -215,7 +215,8 @@ def nfdump_csv(directory: Path, *args: str) -> list[list[str]]:
     text = subprocess.run(["nfdump", "-R", str(directory), "-q", "-o", "csv", *args],
                           capture_output=True, text=True, check=True,
                           env={**os.environ, "TZ": "UTC"}).stdout
-    return [row for row in csv.reader(text.splitlines()) if row]
+    # With no match nfdump prints "No matching flows": one field, not a record.
+    return [row for row in csv.reader(text.splitlines()) if len(row) > 1]
 
 
 def nfcapd_decode(datagrams: list[bytes], workdir: Path) -> list[dict[str, str]]:

@@ -10,7 +10,7 @@ import click
 import pyarrow as pa
 
 from flowatlas.formats import FORMATS, iter_csv, iter_ndjson, to_json, to_records
-from flowatlas.query.window import Window
+from flowatlas.query.window import Window, parse_zone
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -32,10 +32,32 @@ def store_option(f: F) -> F:
     )(f)
 
 
+_WINDOW_META = "flowatlas.window"
+
+
+def _keep(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    # -t and --tz reach window_from through the context, so every command taking
+    # window_options gets them without a parameter of its own.
+    ctx.meta.setdefault(_WINDOW_META, {})[param.name] = value
+
+
 def window_options(f: F) -> F:
+    f = click.option("--tz", expose_value=False, callback=_keep,
+                     help="Zone for times written without one (and for display): an IANA name "
+                          "such as Europe/Berlin, or +02:00. Default UTC.")(f)
+    f = click.option("-t", "--time-window", "time_window", expose_value=False, callback=_keep,
+                     help="nfdump's window START[-END], e.g. 2026/11/30.05:00-2026/11/30.06:00, "
+                          "2026/11/30, today, yesterday: flows starting at or after START and "
+                          "ending by END.")(f)
     f = click.option("--until", help="End of the window (ISO time, or 7d/12h/30m back from now).")(f)
-    f = click.option("--since", help="Start of the window (ISO time, or 7d/12h/30m back from now).")(f)
+    f = click.option("--since", help="Start of the window (ISO time, today, yesterday, or "
+                                     "7d/12h/30m back from now).")(f)
     return f
+
+
+def _window_meta() -> dict[str, str | None]:
+    ctx = click.get_current_context(silent=True)
+    return ctx.meta.get(_WINDOW_META, {}) if ctx is not None else {}
 
 
 def format_option(f: F) -> F:
@@ -46,8 +68,14 @@ def format_option(f: F) -> F:
 
 
 def window_from(since: str | None, until: str | None) -> Window:
+    """The window of --since/--until or -t (not both), times read in --tz."""
+    meta = _window_meta()
     try:
-        return Window.parse(since, until)
+        tz = parse_zone(meta.get("tz"))
+        nfdump = meta.get("time_window")
+        if nfdump and (since or until):
+            raise InputError("give either -t or --since/--until, not both")
+        return Window.nfdump(nfdump, tz=tz) if nfdump else Window.parse(since, until, tz=tz)
     except ValueError as exc:
         raise InputError(str(exc)) from exc
 

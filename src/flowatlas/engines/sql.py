@@ -25,6 +25,7 @@ from flowatlas.query.expr import (
     Op,
     Or,
     RouterMatch,
+    TimeMatch,
 )
 from flowatlas.query.model import (
     ANCHORED_KEYS,
@@ -108,6 +109,9 @@ class SqlDialect:
             return f"(protocol IN (1, 58) AND {self._compare(part, expr.op, expr.values, st)})"
         if isinstance(expr, RouterMatch):
             return self._in_prefixes(("exporter",), expr.prefixes, st)
+        if isinstance(expr, TimeMatch):
+            column = {"time_start": "time_start", "time_end": "time_end"}[expr.column]
+            return f"({column} {expr.op.value} {st.bind(expr.value)})"
         if isinstance(expr, And):
             return "(" + " AND ".join(self.compile(c, st) for c in expr.children) + ")"
         if isinstance(expr, Or):

@@ -7,6 +7,7 @@ directly, and each engine translates them (engines/sql.py). Values are data, nev
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import TypeAlias
 
@@ -108,6 +109,19 @@ class RouterMatch:
 
 
 @dataclass(frozen=True)
+class TimeMatch:
+    """``column op value`` on a flow's start or end time (nfdump's ``-t`` end containment)."""
+
+    column: str  # "time_start" or "time_end"
+    op: Op
+    value: datetime
+
+    def __post_init__(self) -> None:
+        if self.column not in ("time_start", "time_end") or self.op is Op.IN:
+            raise ValueError(f"not a time comparison: {self.column} {self.op.value}")
+
+
+@dataclass(frozen=True)
 class And:
     children: tuple[Expr, ...]
 
@@ -128,7 +142,7 @@ class All:
 
 
 Expr: TypeAlias = (AddrMatch | NumMatch | FlagsMatch | DerivedMatch | IcmpMatch | RouterMatch
-                   | And | Or | Not | All)
+                   | TimeMatch | And | Or | Not | All)
 
 ALL = All()
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from flowatlas.addresses import Prefix
-from flowatlas.query.expr import ALL, Expr, conjoin
+from flowatlas.query.expr import ALL, Expr, Op, TimeMatch, conjoin
 from flowatlas.query.window import Window
 from flowatlas.schema import FIELD_NAMES
 
@@ -46,6 +46,14 @@ class Selection:
     filter: Expr = ALL
     window: Window = field(default_factory=Window)
     scope: Expr = ALL
+
+    def __post_init__(self) -> None:
+        # A window's end containment (nfdump -t) becomes a filter term: code that narrows the
+        # window later (day groups, analytics probes) rebuilds windows from since/until only.
+        if self.window.ends_by is not None:
+            ends = TimeMatch("time_end", Op.LE, self.window.ends_by)
+            object.__setattr__(self, "filter", conjoin(self.filter, ends))
+            object.__setattr__(self, "window", replace(self.window, ends_by=None))
 
     @property
     def where(self) -> Expr:
