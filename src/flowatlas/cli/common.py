@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-import pyarrow as pa
 
-from flowatlas.formats import FORMATS, iter_csv, iter_ndjson, to_json, to_records
-from flowatlas.query.window import Window, parse_zone
+# Everything else is imported where it is used: the CLI's entry point imports this module, and
+# ``flowatlas --version`` must not pay for pyarrow (see cli/main.py).
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from flowatlas.query.window import Window
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -61,6 +64,8 @@ def _window_meta() -> dict[str, str | None]:
 
 
 def format_option(f: F) -> F:
+    from flowatlas.formats import FORMATS
+
     return click.option(
         "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
         help="Output format.",
@@ -69,6 +74,8 @@ def format_option(f: F) -> F:
 
 def window_from(since: str | None, until: str | None) -> Window:
     """The window of --since/--until or -t (not both), times read in --tz."""
+    from flowatlas.query.window import Window, parse_zone
+
     meta = _window_meta()
     try:
         tz = parse_zone(meta.get("tz"))
@@ -82,6 +89,8 @@ def window_from(since: str | None, until: str | None) -> Window:
 
 def render(table: pa.Table, fmt: str, title: str | None = None) -> None:
     """Print a result table in the chosen format."""
+    from flowatlas.formats import iter_csv, iter_ndjson, to_json, to_records
+
     if fmt == "csv":
         for chunk in iter_csv([table]):
             click.echo(chunk, nl=False)
