@@ -91,11 +91,11 @@ def peer_graph(atlas: Atlas, seeds: list[str], selection: Selection | None = Non
                max_nodes: int = 20_000, max_expand: int = 16) -> PeerGraph:
     """The graph of peers within ``hops`` of ``seeds`` over the selection's window."""
     if not 1 <= hops <= 6:
-        raise AnalyticsError(f"--hops {hops}: must be 1..6")
+        raise AnalyticsError(f"hops={hops}: must be 1..6")
     if max_degree < 1:
-        raise AnalyticsError("--max-degree must be >= 1")
+        raise AnalyticsError(f"max_degree={max_degree}: must be >= 1")
     if max_expand < 1:
-        raise AnalyticsError("--max-expand must be >= 1")
+        raise AnalyticsError(f"max_expand={max_expand}: must be >= 1")
     from flowatlas.analytics.frame import addr_key
 
     seed_keys = np.unique(np.array([addr_key(s) for s in seeds], dtype=ADDR))

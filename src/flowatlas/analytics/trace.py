@@ -169,9 +169,9 @@ def trace(atlas: Atlas, target: str, at: datetime, *, from_relay: str | None = N
     """Walk back from the session reaching ``target`` around ``at`` (see the module docstring)."""
     p = params or TraceParams()
     if not 1 <= p.max_hops <= 64:
-        raise AnalyticsError(f"--max-hops {p.max_hops}: must be 1..64")
+        raise AnalyticsError(f"max_hops={p.max_hops}: must be 1..64")
     if p.beam < 1:
-        raise AnalyticsError("--beam must be >= 1")
+        raise AnalyticsError(f"beam={p.beam}: must be >= 1")
     tkey = addr_key(target)
     base = scope or Selection()
     win = Window(at - timedelta(seconds=p.search_s), at + timedelta(seconds=p.search_s))
@@ -212,7 +212,7 @@ def trace(atlas: Atlas, target: str, at: datetime, *, from_relay: str | None = N
         grown.sort(key=lambda c: -c.log_conf)
         beam = grown[: p.beam]
     for chain in beam:
-        chain.stopped = f"reached --max-hops {p.max_hops}"
+        chain.stopped = f"reached the hop limit ({p.max_hops})"
         finals.append(chain)
     finals.sort(key=lambda c: -c.log_conf)
     best = finals[0]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -171,6 +172,22 @@ def user_errors(*types: type[BaseException]) -> Callable[[F], F]:
         return wrapper  # type: ignore[return-value]
 
     return deco
+
+
+def as_flags(message: str, flags: Mapping[str, str]) -> str:
+    """A library message that starts with a parameter (``seed=-1: must be >= 0``, ``scenarios:
+    ...``) as the user typed it on the command line (``--seed -1: must be >= 0``).
+
+    The library names its parameters; only the command knows which flag fed which, so it
+    passes ``flags`` (parameter -> flag). Other messages come back unchanged.
+    """
+    m = _LEADING_PARAMETER.match(message)
+    if m is None or m[1] not in flags:
+        return message
+    return flags[m[1]] + (" " if m[2] == "=" else ":") + message[m.end():]
+
+
+_LEADING_PARAMETER = re.compile(r"([a-z][a-z0-9_]*)([=:])")
 
 
 def eprint(message: str) -> None:

@@ -7,7 +7,12 @@ from typing import Any
 
 import click
 
-from flowatlas.cli.common import InputError, store_option
+from flowatlas.cli.common import InputError, as_flags, store_option
+
+# The library's parameter names, as this command's flags (for its error messages).
+_FLAGS = {"seed": "--seed", "flows": "--flows", "days": "--days", "sampling": "--sampling",
+          "observe_share": "--observe", "exporters": "--exporters", "scenarios": "--scenarios",
+          "target": "--udp"}
 
 
 def _progress_bar(enabled: bool) -> Any:
@@ -76,7 +81,7 @@ def simulate_cmd(ctx: click.Context, flows: int, days: float, end_text: str | No
         if rate < 0:
             raise ConfigError(f"--rate {rate}: must be >= 0")
     except (ConfigError, WindowError, TargetError) as exc:
-        raise InputError(str(exc)) from exc
+        raise InputError(as_flags(str(exc), _FLAGS)) from exc
     # Only --store on the command line means "the store as well": FLOWATLAS_STORE (which the
     # demo sets) must not turn `--udp` into writing every flow twice (issue 19.2).
     explicit_store = ctx.get_parameter_source("store_path") is click.core.ParameterSource.COMMANDLINE
@@ -120,7 +125,12 @@ def _run(config: Any, store_path: str | None, csv_path: str | None, ndjson_path:
             raise InputError(str(exc)) from exc
         # The simulated world's clock is its end: what is plausible is judged against it.
         pipeline = pipeline_for(store, clock=config.end.timestamp)
-    sender = UdpSender(*target, rate=rate) if target else None
+    from flowatlas.export.sender import TargetError
+
+    try:
+        sender = UdpSender(*target, rate=rate) if target else None
+    except TargetError as exc:  # a host name that does not resolve
+        raise InputError(as_flags(str(exc), _FLAGS)) from exc
     encoder = Encoder(protocol) if target else None
     rows = 0
     with _progress_bar(progress_on) as bar:

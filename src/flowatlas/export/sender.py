@@ -16,13 +16,13 @@ def parse_target(text: str) -> tuple[str, int]:
     host, sep, port = text.strip().rpartition(":")
     host = host.strip("[]")
     if not sep or not host:
-        raise TargetError(f"--udp {text!r}: expected HOST:PORT, e.g. 127.0.0.1:2055")
+        raise TargetError(f"target={text!r}: expected HOST:PORT, e.g. 127.0.0.1:2055")
     try:
         number = int(port)
     except ValueError:
-        raise TargetError(f"--udp {text!r}: port {port!r} is not a number") from None
+        raise TargetError(f"target={text!r}: port {port!r} is not a number") from None
     if not 1 <= number <= 65535:
-        raise TargetError(f"--udp {text!r}: port must be 1..65535")
+        raise TargetError(f"target={text!r}: port must be 1..65535")
     return host, number
 
 
@@ -33,7 +33,7 @@ class UdpSender:
         try:
             info = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
         except OSError as exc:
-            raise TargetError(f"--udp {host}:{port}: {exc}") from exc
+            raise TargetError(f"target={host}:{port}: {exc}") from exc
         self.address = info[4]
         self.sock = socket.socket(info[0], socket.SOCK_DGRAM)
         self.rate = rate

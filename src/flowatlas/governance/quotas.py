@@ -103,7 +103,7 @@ class QuotaLedger:
             raise QuotaExceeded(
                 "max_window_days",
                 "time window is wider than this tenant's "
-                f"{q.max_window_days:g} days; narrow --since/--until",
+                f"{q.max_window_days:g} days; narrow the window (since, until)",
                 wait,
             )
         for p in demand.prefixes:

@@ -113,7 +113,7 @@ class TenantRegistry:
         except AddressError as exc:
             raise TenantError(str(exc)) from exc
         if r is Role.ENTERPRISE and not parsed:
-            raise TenantError("an enterprise tenant needs at least one --prefix (its scope)")
+            raise TenantError("an enterprise tenant needs at least one prefix (its scope)")
         if r is not Role.ENTERPRISE and parsed:
             raise TenantError("only enterprise tenants have prefixes")
         overrides = quotas or {}

@@ -52,36 +52,36 @@ class ScenarioConfig:
             try:
                 t = Path(t).read_text()
             except OSError as exc:
-                raise ConfigError(f"--scenarios: cannot read {text!r}: {exc}") from exc
+                raise ConfigError(f"scenarios: cannot read {text!r}: {exc}") from exc
         if t.lstrip().startswith("{"):
             try:
                 raw = json.loads(t)
             except ValueError as exc:
-                raise ConfigError(f"--scenarios: not valid JSON: {exc}") from exc
+                raise ConfigError(f"scenarios: not valid JSON: {exc}") from exc
             if not isinstance(raw, dict):
-                raise ConfigError("--scenarios: JSON must be an object of name: count")
+                raise ConfigError("scenarios: JSON must be an object of name: count")
             items = list(raw.items())
         else:
             items = []
             for part in t.split(","):
                 name, sep, value = part.partition("=")
                 if not sep:
-                    raise ConfigError(f"--scenarios: {part.strip()!r} is not name=count")
+                    raise ConfigError(f"scenarios: {part.strip()!r} is not name=count")
                 try:
                     items.append((name.strip(), int(value)))
                 except ValueError:
                     raise ConfigError(
-                        f"--scenarios: {name.strip()}={value.strip()!r} is not a whole number"
+                        f"scenarios: {name.strip()}={value.strip()!r} is not a whole number"
                     ) from None
         known = {f.name for f in fields(cls)}
         values: dict[str, int] = {}
         for name, value in items:
             if name not in known:
                 raise ConfigError(
-                    f"--scenarios: unknown name {name!r} (known: {', '.join(sorted(known))})"
+                    f"scenarios: unknown name {name!r} (known: {', '.join(sorted(known))})"
                 )
             if not isinstance(value, int) or isinstance(value, bool):
-                raise ConfigError(f"--scenarios: {name}={value!r} is not a whole number")
+                raise ConfigError(f"scenarios: {name}={value!r} is not a whole number")
             values[name] = value
         return replace(cls(), **values)
 
@@ -108,21 +108,21 @@ class SimConfig:
 
     def __post_init__(self) -> None:
         if self.seed < 0:
-            raise ConfigError(f"--seed {self.seed}: must be >= 0")
+            raise ConfigError(f"seed={self.seed}: must be >= 0")
         if self.flows < 0:
-            raise ConfigError(f"--flows {self.flows}: must be >= 0")
+            raise ConfigError(f"flows={self.flows}: must be >= 0")
         if not 0 < self.days <= 400:
-            raise ConfigError(f"--days {self.days}: must be in (0, 400]")
+            raise ConfigError(f"days={self.days}: must be in (0, 400]")
         if self.end.tzinfo is None:
             object.__setattr__(self, "end", self.end.replace(tzinfo=UTC))
         if not self.sampling or any(n < 1 or n > 1_000_000 for n in self.sampling):
-            raise ConfigError(f"--sampling {self.sampling}: each rate must be 1..1000000")
+            raise ConfigError(f"sampling={self.sampling}: each rate must be 1..1000000")
         if not 0 < self.observe_share <= 1:
-            raise ConfigError(f"--observe {self.observe_share}: must be in (0, 1]")
+            raise ConfigError(f"observe_share={self.observe_share}: must be in (0, 1]")
         if not 1 <= self.exporters <= 4096:
-            raise ConfigError(f"--exporters {self.exporters}: must be 1..4096")
+            raise ConfigError(f"exporters={self.exporters}: must be 1..4096")
         if self.chunk_rows < 1_000:
-            raise ConfigError(f"chunk_rows {self.chunk_rows}: must be >= 1000")
+            raise ConfigError(f"chunk_rows={self.chunk_rows}: must be >= 1000")
 
     @property
     def end_us(self) -> int:
@@ -143,9 +143,9 @@ def parse_sampling(text: str) -> tuple[int, ...]:
     try:
         rates = tuple(int(p) for p in text.split(","))
     except ValueError:
-        raise ConfigError(f"--sampling {text!r}: use N or N,M,... (whole numbers >= 1)") from None
+        raise ConfigError(f"sampling={text!r}: use N or N,M,... (whole numbers >= 1)") from None
     if not rates or any(r < 1 or r > 1_000_000 for r in rates):
-        raise ConfigError(f"--sampling {text!r}: each rate must be 1..1000000")
+        raise ConfigError(f"sampling={text!r}: each rate must be 1..1000000")
     return rates
 
 
