@@ -52,6 +52,8 @@ COMMANDS: dict[str, Entry] = {
                        "port 443')."),
     "series": Entry(_Q, "Flows, packets and bytes per time bin."),
     "serve": Entry(_S, "Run the HTTP API (and the collector) over one store."),
+    "settings": Entry(_S, "Every component's settings (store, collector, engine, service); see "
+                          "docs/settings.md."),
     "simulate": Entry("flowatlas.cli.simulate_cmds", "Generate realistic flows with planted, "
                       "labelled investigations (deterministic per seed)."),
     "sources": Entry(_C, "The exporter registry: which exporters' flows are stored, as which "
