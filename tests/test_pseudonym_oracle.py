@@ -104,6 +104,7 @@ def test_guessing_a_clear_address_is_refused_on_every_route(
     asks = [
         ("/v1/flows", {"filter": f"host {clear}"}),
         ("/v1/flows", {"filter": f"not host {clear} and port 22"}),
+        ("/v1/flows", {"filter": f"router ip {clear}"}),
         ("/v1/top", {"filter": f"net {clear}/30", "by": "ip"}),
         ("/v1/series", {"filter": f"src host {clear} or dst host {clear}"}),
         (f"/v1/ip/{clear}", {}),

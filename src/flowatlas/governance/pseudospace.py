@@ -22,7 +22,7 @@ from flowatlas.addresses import Prefix, pack, parse_prefix, unpack
 from flowatlas.analytics.netclass import NetClassTable
 from flowatlas.governance.classes import PSEUDONYMISED
 from flowatlas.governance.pseudonym import CryptoPAn
-from flowatlas.query.expr import ALL, AddrMatch, And, Expr, Not, Or
+from flowatlas.query.expr import ALL, AddrMatch, And, Expr, Not, Or, RouterMatch
 
 Range = tuple[int, int]
 _V4_BASE = 0xFFFF << 32
@@ -158,6 +158,9 @@ class PseudonymSpace:
             prefixes = tuple(q for p in expr.prefixes for q in self.term(p))
             # A term whose every address is shown as something else matches no flow.
             return AddrMatch(expr.direction, prefixes) if prefixes else Not(ALL)
+        if isinstance(expr, RouterMatch):  # exporter addresses are pseudonymised the same way
+            prefixes = tuple(q for p in expr.prefixes for q in self.term(p))
+            return RouterMatch(prefixes) if prefixes else Not(ALL)
         if isinstance(expr, And):
             return And(tuple(self.rewrite(c) for c in expr.children))
         if isinstance(expr, Or):
