@@ -132,9 +132,9 @@ def test_analytics_routes_go_through_the_gate(svc: Service, client: httpx.Client
         assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
         r = client.get(route, params=params, headers={"X-API-Key": svc.keys["soc"]})
         assert r.json()["error"]["code"] == "purpose_required"
-    r = client.get("/v1/trace", params={"to": TARGET, "at": "6h", "hops": 5},
+    r = client.get("/v1/trace", params={"to": TARGET, "at": "6h", "hops": 17},
                    headers=hdr(svc, "ops"))
-    assert r.status_code == 429 and r.headers["X-Quota-Exceeded"] == "max_hops"
+    assert r.status_code == 403 and r.headers["X-Limit-Exceeded"] == "max_hops"
     r = client.get("/v1/victims", params={"c2": "not-an-ip"}, headers=hdr(svc, "ops"))
     assert r.json()["error"]["code"] == "bad_address"
     r = client.get("/v1/trace", params={"to": "192.0.2.250", "at": "1h"}, headers=hdr(svc, "ops"))
@@ -142,5 +142,5 @@ def test_analytics_routes_go_through_the_gate(svc: Service, client: httpx.Client
     log = client.get("/v1/audit", params={"limit": 10000}, headers=hdr(svc, "watch")).json()
     routes = {(e["route"], e["tenant"], e["outcome"]) for e in log["entries"]}
     assert {("beacons", None, "unauthenticated"), ("victims", "watch", "denied:forbidden"),
-            ("trace", "ops", "quota:max_hops"), ("victims", "ops", "error:bad_address"),
+            ("trace", "ops", "limit:max_hops"), ("victims", "ops", "error:bad_address"),
             ("trace", "ops", "error:bad_query")} <= routes

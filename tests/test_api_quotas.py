@@ -1,4 +1,5 @@
-"""Quotas over real HTTP: each triggers (429, named, Retry-After, usage headers) and resets;
+"""Quotas over real HTTP: each budget triggers (429, named, Retry-After, usage headers) and resets,
+each per-request limit answers 403 naming it;
 concurrent requests cannot spend past a limit; state survives a restart."""
 
 from __future__ import annotations
@@ -55,21 +56,29 @@ def refused(r: httpx.Response, quota: str) -> None:
     assert "X-Quota-Reset" in r.headers
 
 
+def limited(r: httpx.Response, quota: str) -> None:
+    """A per-request limit: waiting never helps, so 403 and no Retry-After (issue 14.4)."""
+    assert r.status_code == 403, r.text
+    body = r.json()["error"]
+    assert body["code"] == "limit_exceeded" and body["quota"] == quota
+    assert r.headers["X-Limit-Exceeded"] == quota and "Retry-After" not in r.headers
+
+
 def next_day(svc: Service) -> None:
     svc.clock.advance(86_400)
 
 
 def test_static_limits(svc: Service, client: httpx.Client) -> None:
     h = hdr(svc, "soc")
-    refused(client.get("/v1/flows", params={"limit": 31}, headers=h), "rows_per_response")
-    refused(
+    limited(client.get("/v1/flows", params={"limit": 31}, headers=h), "rows_per_response")
+    limited(
         client.get("/v1/flows", params={"since": "30d", "limit": 1}, headers=h), "max_window_days"
     )
-    refused(
+    limited(
         client.get("/v1/flows", params={"filter": "net 198.51.0.0/16", "limit": 1}, headers=h),
         "widest_prefix",
     )
-    refused(
+    limited(
         client.get(
             "/v1/graph", params={"seed": "198.51.100.1", "hops": 2, "max_nodes": 10}, headers=h
         ),

@@ -133,7 +133,46 @@ def data_router(atlas: Atlas, gate: Gate) -> APIRouter:
         headers = {**ticket.headers(), "X-Truncated": str(table.num_rows >= limit).lower()}
         return table_response(table, format.value, headers)
 
-    @r.get("/ip/{address}", summary="Profile of one address or prefix")
+    # Peers first: a prefix has a slash, and the profile's path would swallow '/peers'.
+    @r.get("/ip/{address:path}/peers", summary="Counterparts of one address or prefix")
+    def ip_peers(
+        cred: Credential,
+        purpose: Purpose,
+        address: Annotated[str, Path(max_length=64)],
+        asked: AskedWindow,
+        n: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
+        order: Order = Order.bytes,
+        estimate: bool = False,
+        format: Format = Format.json,
+    ) -> Response:
+        params = asked.params(address=address, n=n, order=order.value, estimate=estimate,
+                              format=format.value)
+        prefix = target(gate, cred, "peers", params, address)
+        ticket = asked.admit(gate, cred, "peers", params, purpose, rows=n, targets=(prefix,))
+        with answering(gate, ticket):
+            from flowatlas.query.expr import AddrMatch, Direction, conjoin
+
+            sel = ticket.selection
+            anchor = ticket.targets[0]
+            anchored = Selection(
+                conjoin(AddrMatch(Direction.ANY, (anchor,)), sel.filter), sel.window, sel.scope
+            )
+            table = gate.disclose(
+                ticket,
+                atlas.aggregate(
+                    AggregateQuery(
+                        anchored,
+                        keys=("peer",),
+                        order_by=order.value,
+                        limit=n,
+                        estimate=estimate,
+                        anchor=(anchor,),
+                    )
+                ),
+            )
+        return table_response(table, format.value, ticket.headers())
+
+    @r.get("/ip/{address:path}", summary="Profile of one address or prefix (1.2.3.0/24)")
     def ip_profile(
         cred: Credential,
         purpose: Purpose,
@@ -174,44 +213,6 @@ def data_router(atlas: Atlas, gate: Gate) -> APIRouter:
             **{name: to_records(t) for name, t in parts.items()},
         }
         return JSONResponse(body, headers=ticket.headers())
-
-    @r.get("/ip/{address}/peers", summary="Counterparts of one address or prefix")
-    def ip_peers(
-        cred: Credential,
-        purpose: Purpose,
-        address: Annotated[str, Path(max_length=64)],
-        asked: AskedWindow,
-        n: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
-        order: Order = Order.bytes,
-        estimate: bool = False,
-        format: Format = Format.json,
-    ) -> Response:
-        params = asked.params(address=address, n=n, order=order.value, estimate=estimate,
-                              format=format.value)
-        prefix = target(gate, cred, "peers", params, address)
-        ticket = asked.admit(gate, cred, "peers", params, purpose, rows=n, targets=(prefix,))
-        with answering(gate, ticket):
-            from flowatlas.query.expr import AddrMatch, Direction, conjoin
-
-            sel = ticket.selection
-            anchor = ticket.targets[0]
-            anchored = Selection(
-                conjoin(AddrMatch(Direction.ANY, (anchor,)), sel.filter), sel.window, sel.scope
-            )
-            table = gate.disclose(
-                ticket,
-                atlas.aggregate(
-                    AggregateQuery(
-                        anchored,
-                        keys=("peer",),
-                        order_by=order.value,
-                        limit=n,
-                        estimate=estimate,
-                        anchor=(anchor,),
-                    )
-                ),
-            )
-        return table_response(table, format.value, ticket.headers())
 
     return r
 

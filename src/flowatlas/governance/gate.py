@@ -28,7 +28,13 @@ from flowatlas.governance.controlplane import ControlPlane
 from flowatlas.governance.keys import ApiKeyError, KeyRing
 from flowatlas.governance.pseudonym import CryptoPAn, pseudonymise_table
 from flowatlas.governance.pseudospace import PseudonymSpace, PseudonymTermError
-from flowatlas.governance.quotas import Demand, QuotaExceeded, QuotaLedger, Usage
+from flowatlas.governance.quotas import (
+    Demand,
+    LimitExceeded,
+    QuotaExceeded,
+    QuotaLedger,
+    Usage,
+)
 from flowatlas.governance.ranges import in_classes
 from flowatlas.governance.scope import ScopeError, address_terms, outside_scope, scope_for
 from flowatlas.governance.tenants import Role, Tenant
@@ -219,6 +225,16 @@ class Gate:
             elif q.rows_per_response and rows > q.rows_per_response:
                 self.ledger.check_static(tenant, Demand(rows=rows, window_seconds=0.0))
             usage = self.ledger.spend(tenant, demand)
+        except LimitExceeded as exc:
+            # Can never succeed as asked: 403 naming the limit, no Retry-After (issue 14.4).
+            self._refuse(tenant, key_id, route, params, purpose, f"limit:{exc.quota}")
+            raise GateError(
+                403,
+                "limit_exceeded",
+                f"limit {exc.quota}: {exc.message}",
+                {"X-Limit-Exceeded": exc.quota},
+                quota=exc.quota,
+            ) from None
         except QuotaExceeded as exc:
             self._refuse(tenant, key_id, route, params, purpose, f"quota:{exc.quota}")
             headers = {

@@ -31,6 +31,15 @@ class QuotaExceeded(Exception):
         self.retry_after = retry_after
 
 
+class LimitExceeded(Exception):
+    """A request shaped beyond a per-request limit: waiting never helps, narrowing does."""
+
+    def __init__(self, quota: str, message: str) -> None:
+        super().__init__(message)
+        self.quota = quota
+        self.message = message
+
+
 @dataclass(frozen=True)
 class Demand:
     """What one request would consume and how wide it reaches."""
@@ -86,40 +95,36 @@ class QuotaLedger:
         self.clock = clock
 
     def check_static(self, tenant: Tenant, demand: Demand) -> None:
-        """Limits on the shape of one request: they never reset by waiting, so narrow it."""
+        """Limits on the shape of one request (LimitExceeded): they never reset by waiting, so
+        the request must be narrowed."""
         q = tenant.quotas
-        wait = _day(self.clock())[1]
         if q.rows_per_response and demand.rows > q.rows_per_response:
-            raise QuotaExceeded(
+            raise LimitExceeded(
                 "rows_per_response",
                 f"asks for up to {demand.rows} rows; this "
                 f"tenant may receive {q.rows_per_response} per response",
-                wait,
             )
         max_window = q.max_window_days * 86_400
         if q.max_window_days and (
             demand.window_seconds is None or demand.window_seconds > max_window + 1
         ):
-            raise QuotaExceeded(
+            raise LimitExceeded(
                 "max_window_days",
                 "time window is wider than this tenant's "
                 f"{q.max_window_days:g} days; narrow the window (since, until)",
-                wait,
             )
         for p in demand.prefixes:
             if not prefix_width_ok(p, q):
-                raise QuotaExceeded(
+                raise LimitExceeded(
                     "widest_prefix",
                     f"prefix {p.text} is wider than this tenant "
                     f"may look up (/{q.widest_prefix_v4} IPv4, "
                     f"/{q.widest_prefix_v6} IPv6)",
-                    wait,
                 )
         if demand.hops > q.max_hops:
-            raise QuotaExceeded(
+            raise LimitExceeded(
                 "max_hops",
-                f"{demand.hops} graph hops asked; this tenant may expand {q.max_hops}",
-                wait,
+                f"{demand.hops} hops asked; this tenant may go {q.max_hops} hops",
             )
 
     def spend(self, tenant: Tenant, demand: Demand) -> Usage:

@@ -41,6 +41,11 @@ class Quotas:
     burst: int = 40
 
     @classmethod
+    def for_role(cls, role: Role) -> Quotas:
+        """Defaults by role: an operator may follow the longest planted relay chains."""
+        return cls(max_hops=16) if role is Role.ADMIN else cls()
+
+    @classmethod
     def names(cls) -> tuple[str, ...]:
         return tuple(f.name for f in fields(cls))
 
@@ -86,7 +91,7 @@ class Tenant:
 
     @property
     def quotas(self) -> Quotas:
-        return Quotas().with_overrides(self.quota_overrides)
+        return Quotas.for_role(self.role).with_overrides(self.quota_overrides)
 
 
 class TenantRegistry:
