@@ -16,12 +16,12 @@ import uvicorn
 
 from flowatlas.addresses import pack_many
 from flowatlas.api.app import create_app
-from flowatlas.atlas import Atlas
 from flowatlas.governance.classes import PrefixClasses
 from flowatlas.governance.controlplane import ControlPlane
 from flowatlas.governance.keys import KeyRing
 from flowatlas.governance.tenants import TenantRegistry
 from flowatlas.schema import conform
+from flowatlas.service import Service as FlowService
 
 NOW = datetime(2026, 1, 12, 12, 0, tzinfo=UTC)
 ENTERPRISE_NET = "198.51.100.0/24"
@@ -119,10 +119,13 @@ def build_service(
     """A store, tenants of every role with keys, and a running server; stopped afterwards."""
     quotas = quotas or {}
     store_path = root / "store"
-    atlas = Atlas(store_path, create=True)
+    clock = FakeClock()
+    # Never started: the tests drive the clock, and maintenance on the real clock would expire
+    # the fixture's days.
+    service = FlowService(store_path, create=True, clock=clock)
     table = flow_table() if table is None else table
-    atlas.store.append(table)
-    control = ControlPlane.for_store(store_path)
+    service.atlas.store.append(table)
+    control = service.control
     tenants = TenantRegistry(control)
     keys = KeyRing(control)
     PrefixClasses(control).set(RESIDENTIAL_NET, "residential")
@@ -132,8 +135,7 @@ def build_service(
     tenants.add("watch", "auditor", quotas=quotas.get("watch"))
     tenants.add("other", "analyst", quotas=quotas.get("other"))
     key_of = {name: keys.create(name)[1] for name in ("ops", "soc", "acme", "watch", "other")}
-    clock = FakeClock()
-    app = create_app(atlas, control, clock=clock)
+    app = create_app(service)
     port = free_port()
     server, thread = start_server(app, port)
     try:
@@ -141,5 +143,4 @@ def build_service(
     finally:
         server.should_exit = True
         thread.join(10)
-        atlas.close()
-        control.close()
+        service.stop()

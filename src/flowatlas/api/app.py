@@ -1,4 +1,4 @@
-"""The HTTP API: a FastAPI app over one Atlas and one control plane.
+"""The HTTP API: a FastAPI app built from a :class:`~flowatlas.service.Service`.
 
 Routes stay thin (parse -> gate -> Atlas -> disclose -> render); every decision about who may see
 what lives in flowatlas.governance.gate. OpenAPI is served at /openapi.json.
@@ -6,8 +6,7 @@ what lives in flowatlas.governance.gate. OpenAPI is served at /openapi.json.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -19,24 +18,25 @@ from flowatlas.api.deps import credential_from
 from flowatlas.api.errors import error_response, gate_error_response
 from flowatlas.api.routes_control import control_router
 from flowatlas.api.routes_data import data_router
-from flowatlas.atlas import Atlas
-from flowatlas.collect.status import STATUS_FILE as COLLECTOR_STATUS
-from flowatlas.governance.controlplane import ControlPlane
-from flowatlas.governance.gate import Gate, GateError
+from flowatlas.governance.gate import GateError
+
+if TYPE_CHECKING:
+    from flowatlas.service import Service
 
 _STATUS_CODES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
 
 
-def create_app(
-    atlas: Atlas, control: ControlPlane, *, clock: Callable[[], float] = time.time
-) -> FastAPI:
-    gate = Gate(control, clock)
+def create_app(service: Service) -> FastAPI:
+    """The API over the service's Atlas, through its gate. Front ends added later (the web
+    console's router) are included here from the same service."""
+    atlas, gate = service.atlas, service.gate
     app = FastAPI(
         title="flowatlas",
         version=__version__,
         description="Flow telemetry with safeguards: scoped tenants, quotas, pseudonymised "
         "counterparts, purposes and a tamper-evident audit log.",
     )
+    app.state.service = service
     app.state.gate = gate
     app.state.atlas = atlas
 
@@ -70,7 +70,7 @@ def create_app(
         return error_response(500, "internal", "internal error; see the server log")
 
     app.include_router(data_router(atlas, gate))
-    app.include_router(control_router(gate, atlas.store.root / COLLECTOR_STATUS))
+    app.include_router(control_router(gate, service.collector_status_path))
     try:
         from flowatlas.api.routes_analytics import analytics_router
     except ImportError:  # analytics not installed in this build: the core routes still serve

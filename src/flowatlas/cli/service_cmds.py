@@ -4,12 +4,8 @@ settings."""
 from __future__ import annotations
 
 import json
-import queue
-import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import click
@@ -68,106 +64,6 @@ def _when(ts: float | None) -> str:
 # -- serve ------------------------------------------------------------------------------------
 
 
-def _maintenance_loop(store_path: str, every: float, stop: threading.Event) -> None:
-    """Enforce the store's retention window and compact the days that are due, on a schedule;
-    each deletion is audited."""
-    from flowatlas.store import FlowStore
-
-    store = FlowStore(store_path)
-    control = _control(store_path)
-    audit = AuditLog(control, time.time)
-    while not stop.wait(every):
-        # Retention first: a day about to expire is not worth compacting.
-        try:
-            days = store.retention()
-        except Exception as exc:  # keep serving; report and try again next period
-            click.echo(f"flowatlas: retention failed: {exc}", err=True)
-            days = []
-        if days:
-            audit.append(
-                tenant=None,
-                key_id=None,
-                actor="retention",
-                route="retention",
-                params={
-                    "days": [d.isoformat() for d in days],
-                    "retention_days": store.retention_days,
-                },
-                purpose=None,
-                rows=0,
-                outcome="ok",
-            )
-        try:
-            report = store.compact_due()
-        except Exception as exc:
-            click.echo(f"flowatlas: compaction failed: {exc}", err=True)
-            continue
-        if report.days:
-            days_text = f"{report.days} day" + ("s" if report.days != 1 else "")
-            click.echo(f"flowatlas: compacted {report.rows:,} rows over {days_text} "
-                       f"in {report.seconds:.1f}s", err=True)
-
-
-def _start_collectors(store_path: str, endpoints: tuple[str, ...]) -> Callable[[], None]:
-    """Run the UDP collector on its own thread, opt-outs applied before anything is stored.
-
-    Returns a function that stops it (flush, save state).
-    """
-    if not endpoints:
-        return lambda: None
-    try:
-        from flowatlas.collect.datagram import Decoder
-        from flowatlas.collect.server import STATE_FILE, Collector, Listen, ListenError
-        from flowatlas.collect.sources import SourceRegistry
-        from flowatlas.collect.status import STATUS_FILE
-    except ImportError as exc:
-        raise InputError(
-            f"--collect: the collector is not available in this build ({exc})"
-        ) from exc
-    from flowatlas.store import FlowStore
-
-    root = Path(store_path)
-    try:
-        listens = [Listen.parse(e) for e in endpoints]
-    except ListenError as exc:
-        raise InputError(f"--collect: {exc}") from exc
-    started: queue.Queue[Collector | Exception] = queue.Queue(maxsize=1)
-
-    def run() -> None:
-        # Built on its own thread: the exporter registry's SQLite connection may only be used
-        # by the thread that opened it.
-        try:
-            collector = Collector(
-                FlowStore(root),  # the collector's ingest pipeline applies the opt-outs
-                listens,
-                Decoder(SourceRegistry.for_store(root), root / STATE_FILE),
-                status_path=root / STATUS_FILE,
-            )
-        except Exception as exc:  # reported by the starting thread
-            started.put(exc)
-            return
-        started.put(collector)
-        collector.run()
-
-    thread = threading.Thread(target=run, name="flowatlas-collector", daemon=True)
-    thread.start()
-    collector = started.get(timeout=60)
-    if isinstance(collector, ListenError):
-        raise InputError(f"--collect: {collector}") from collector
-    if isinstance(collector, Exception):
-        raise collector
-    click.echo(
-        "flowatlas: collecting on " + ", ".join(f"{h}:{p}" for h, p in collector.addresses),
-        err=True,
-    )
-
-    def stop() -> None:
-        collector.stop()
-        thread.join(30)
-
-    return stop
-
-
 @click.command("serve")
 @store_option
 @click.option("--host", help="Address to listen on (setting service.host, default 127.0.0.1).")
@@ -204,52 +100,45 @@ def serve(
     import uvicorn
 
     from flowatlas.api.app import create_app
-    from flowatlas.atlas import Atlas
+    from flowatlas.service import Service, ServiceError
     from flowatlas.settings import load
 
     settings = load(store_path).settings
+    if retention_every is not None:
+        settings = settings.with_values({"service.maintenance_seconds": retention_every})
     host = settings.service.host if host is None else host
     port = settings.service.port if port is None else port
-    every = settings.service.maintenance_seconds if retention_every is None else retention_every
     try:
-        from flowatlas.engines.duckdb import DuckDBEngine
-        from flowatlas.store import FlowStore
-
-        store = FlowStore(store_path, create=demo)
-        atlas = Atlas(store, DuckDBEngine(store, threads=settings.engine.threads or None,
-                                          memory_limit=settings.engine.memory_limit))
+        service = Service(store_path, settings=settings, create=demo, collect=collect)
     except StoreError as exc:
         raise InputError(
             f"{exc} (create one with 'flowatlas serve --demo' or by importing)"
         ) from exc
-    control = _control(store_path)
-    if demo:
-        tenants = TenantRegistry(control)
-        if not any(t.name == "demo" for t in tenants.list()):
-            tenants.add("demo", "admin")
-        key_id, key = KeyRing(control).create("demo")
-        _audit_op(control, "keys.create", tenant="demo", key=key_id)
-        click.echo(f"demo admin key (shown once, id {key_id}): {key}", err=True)
-    stop_collectors = _start_collectors(store_path, collect)
-    stop = threading.Event()
-    threading.Thread(
-        target=_maintenance_loop,
-        args=(store_path, every, stop),
-        name="flowatlas-maintenance",
-        daemon=True,
-    ).start()
-    app = create_app(atlas, control)
-    click.echo(
-        f"flowatlas: serving {store_path} on http://{host}:{port} (OpenAPI at /openapi.json)",
-        err=True,
-    )
+    except ServiceError as exc:
+        raise InputError(f"--{exc}") from exc
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        if demo:
+            _demo_key(service.control)
+        service.start()
+    except ServiceError as exc:
+        service.stop()
+        raise InputError(f"--{exc}") from exc
+    click.echo(f"flowatlas: serving {store_path} on http://{host}:{port} "
+               "(OpenAPI at /openapi.json)", err=True)
+    try:
+        uvicorn.run(create_app(service), host=host, port=port, log_level="warning",
+                    access_log=False)
     finally:
-        stop.set()
-        stop_collectors()
-        atlas.close()
-        control.close()
+        service.stop()
+
+
+def _demo_key(control: ControlPlane) -> None:
+    tenants = TenantRegistry(control)
+    if not any(t.name == "demo" for t in tenants.list()):
+        tenants.add("demo", "admin")
+    key_id, key = KeyRing(control).create("demo")
+    _audit_op(control, "keys.create", tenant="demo", key=key_id)
+    click.echo(f"demo admin key (shown once, id {key_id}): {key}", err=True)
 
 
 # -- tenants ----------------------------------------------------------------------------------
