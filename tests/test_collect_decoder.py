@@ -11,7 +11,8 @@ import pytest
 from collect_support import ipfix_message, ipfix_set, ipfix_template, v9_message, varlen
 
 from flowatlas.addresses import pack, unpack_many
-from flowatlas.collect import Decoder, SourceRegistry
+from flowatlas.collect import Decoder
+from flowatlas.governance.sources import SourceRegistry
 
 BASIC = [(8, 4), (12, 4), (7, 2), (11, 2), (4, 1), (2, 4), (1, 4), (152, 8), (153, 8)]
 T0_MS = 1_700_000_000_000
@@ -164,7 +165,7 @@ def test_malformed_is_counted_not_raised(bad: bytes) -> None:
 def test_unregistered_exporters_are_counted_not_stored(tmp_path: object) -> None:
     from pathlib import Path
 
-    reg = SourceRegistry(Path(str(tmp_path)) / "sources.sqlite")
+    reg = SourceRegistry.for_store(Path(str(tmp_path)))
     reg.add("192.0.2.0/24", 42, "Example Net", sampling=1000)
     d = Decoder(registry=reg)
     msg = ipfix_message([ipfix_set(2, ipfix_template(300, BASIC)),

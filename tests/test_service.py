@@ -13,11 +13,11 @@ import pyarrow.compute as pc
 import pytest
 from flowfactory import random_flows
 
-from flowatlas.collect.sources import SourceRegistry
 from flowatlas.export.encoder import Encoder
 from flowatlas.export.sender import UdpSender
 from flowatlas.governance.audit import AuditLog
 from flowatlas.governance.optout import OptOuts
+from flowatlas.governance.sources import SourceRegistry
 from flowatlas.service import Service, ServiceError
 from flowatlas.settings import Settings
 from flowatlas.store import FlowStore

@@ -147,7 +147,7 @@ class Service:
     def _start_collector(self) -> None:
         from flowatlas.collect.datagram import Decoder
         from flowatlas.collect.server import STATE_FILE, Collector, ListenError
-        from flowatlas.collect.sources import SourceRegistry
+        from flowatlas.governance.sources import SourceRegistry
 
         cfg = self.settings.collector
         started: queue.Queue[Collector | Exception] = queue.Queue(maxsize=1)

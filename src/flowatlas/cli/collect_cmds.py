@@ -15,8 +15,10 @@ from flowatlas.addresses import unpack
 from flowatlas.cli.common import InputError, format_option, render, store_option, user_errors
 from flowatlas.collect.datagram import Decoder
 from flowatlas.collect.server import STATE_FILE, Collector, CollectorFailed, Listen, ListenError
-from flowatlas.collect.sources import BASES, SourceError, SourceRegistry
+from flowatlas.collect.sources import BASES, SourceError
 from flowatlas.collect.status import STATUS_FILE, CollectorStatus
+from flowatlas.governance.changes import Actor
+from flowatlas.governance.sources import SourceRegistry
 from flowatlas.settings import SettingsError
 from flowatlas.settings import load as load_settings
 from flowatlas.store import FlowStore
@@ -128,7 +130,7 @@ def sources() -> None:
 def sources_add(store_path: str, prefix: str, source_id: int, partner: str,
                 sampling: int | None, basis: str) -> None:
     """Register an exporter address or PREFIX (e.g. 192.0.2.1 or 2001:db8::/48)."""
-    reg = SourceRegistry.for_store(store_path)
+    reg = SourceRegistry.for_store(store_path, actor=Actor.cli())
     s = reg.add(prefix, source_id, partner, sampling=sampling, basis=basis)
     click.echo(f"registered {s.prefix} as source {s.source_id} ({s.partner})")
 
@@ -156,7 +158,7 @@ def sources_list(store_path: str, fmt: str) -> None:
 @user_errors(SourceError)
 def sources_remove(store_path: str, prefix_or_id: str) -> None:
     """Remove a registered PREFIX, or every prefix of a source id."""
-    reg = SourceRegistry.for_store(store_path)
+    reg = SourceRegistry.for_store(store_path, actor=Actor.cli())
     if reg.remove(prefix_or_id) == 0:
         raise InputError(f"no registered source matches {prefix_or_id!r}")
     click.echo(f"removed {prefix_or_id}")

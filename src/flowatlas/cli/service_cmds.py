@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime
-from typing import Any
 
 import click
 import pyarrow as pa
@@ -22,6 +21,7 @@ from flowatlas.cli.common import (
     user_errors,
 )
 from flowatlas.governance.audit import AuditLog
+from flowatlas.governance.changes import Actor
 from flowatlas.governance.classes import ClassError, PrefixClasses
 from flowatlas.governance.controlplane import ControlPlane
 from flowatlas.governance.keys import ApiKeyError, KeyRing
@@ -43,18 +43,8 @@ def _control(store_path: str) -> ControlPlane:
     return ControlPlane.for_store(store_path)
 
 
-def _audit_op(control: ControlPlane, route: str, **params: Any) -> None:
-    """Control-plane changes made from the CLI are audited like requests."""
-    AuditLog(control, time.time).append(
-        tenant=None,
-        key_id=None,
-        actor="cli",
-        route=route,
-        params=params,
-        purpose=None,
-        rows=0,
-        outcome="ok",
-    )
+# Changes made here are audited by the registries themselves, as made by ``cli:<login name>``.
+CLI = Actor.cli
 
 
 def _when(ts: float | None) -> str:
@@ -133,11 +123,10 @@ def serve(
 
 
 def _demo_key(control: ControlPlane) -> None:
-    tenants = TenantRegistry(control)
+    tenants = TenantRegistry(control, CLI())
     if not any(t.name == "demo" for t in tenants.list()):
         tenants.add("demo", "admin")
-    key_id, key = KeyRing(control).create("demo")
-    _audit_op(control, "keys.create", tenant="demo", key=key_id)
+    key_id, key = KeyRing(control, CLI()).create("demo")
     click.echo(f"demo admin key (shown once, id {key_id}): {key}", err=True)
 
 
@@ -172,18 +161,8 @@ def tenants_add(
     quotas: tuple[str, ...],
 ) -> None:
     """Register a tenant."""
-    control = _control(store_path)
-    t = TenantRegistry(control).add(
+    t = TenantRegistry(_control(store_path), CLI()).add(
         name, role, prefixes, can_reveal=can_reveal, quotas=parse_quota_assignments(quotas)
-    )
-    _audit_op(
-        control,
-        "tenants.add",
-        tenant=name,
-        role=role,
-        prefixes=list(prefixes),
-        can_reveal=can_reveal,
-        quotas=list(quotas),
     )
     click.echo(
         f"tenant {t.name} added ({t.role.value}); create a key with "
@@ -237,10 +216,8 @@ def tenants_enable(store_path: str, name: str) -> None:
 
 
 def _set_disabled(store_path: str, name: str, disabled: bool) -> None:
-    control = _control(store_path)
-    TenantRegistry(control).set_disabled(name, disabled)
+    TenantRegistry(_control(store_path), CLI()).set_disabled(name, disabled)
     verb = "disable" if disabled else "enable"
-    _audit_op(control, f"tenants.{verb}", tenant=name)
     click.echo(f"tenant {name} {verb}d")
 
 
@@ -251,9 +228,8 @@ def _set_disabled(store_path: str, name: str, disabled: bool) -> None:
 @user_errors(*_ERRORS)
 def tenants_quota(store_path: str, name: str, assignments: tuple[str, ...]) -> None:
     """Change quotas: flowatlas tenants quota NAME rows_per_day=5000 max_hops=1"""
-    control = _control(store_path)
-    t = TenantRegistry(control).set_quotas(name, parse_quota_assignments(assignments))
-    _audit_op(control, "tenants.quota", tenant=name, quotas=list(assignments))
+    t = TenantRegistry(_control(store_path), CLI()).set_quotas(
+        name, parse_quota_assignments(assignments))
     click.echo(json.dumps({"tenant": t.name, "quotas": t.quotas.__dict__}, indent=1))
 
 
@@ -271,9 +247,7 @@ def keys() -> None:
 @user_errors(*_ERRORS)
 def keys_create(store_path: str, tenant: str) -> None:
     """Create a key for a tenant and print it once (stdout: the key only)."""
-    control = _control(store_path)
-    key_id, key = KeyRing(control).create(tenant)
-    _audit_op(control, "keys.create", tenant=tenant, key=key_id)
+    key_id, key = KeyRing(_control(store_path), CLI()).create(tenant)
     click.echo(f"key id {key_id} for tenant {tenant}; it is shown only now:", err=True)
     click.echo(key)
 
@@ -284,9 +258,7 @@ def keys_create(store_path: str, tenant: str) -> None:
 @user_errors(*_ERRORS)
 def keys_revoke(store_path: str, key_id: str) -> None:
     """Revoke a key by its id (the part after 'fa_')."""
-    control = _control(store_path)
-    KeyRing(control).revoke(key_id)
-    _audit_op(control, "keys.revoke", key=key_id)
+    KeyRing(_control(store_path), CLI()).revoke(key_id)
     click.echo(f"key {key_id} revoked")
 
 
@@ -419,7 +391,7 @@ def optout_add(store_path: str, target: str, reason: str) -> None:
         store: FlowStore | None = FlowStore(store_path, create=False)
     except StoreError:
         store = None
-    purged = OptOuts(control, AuditLog(control, time.time)).add(target, reason, store)
+    purged = OptOuts(control, actor=CLI()).add(target, reason, store)
     click.echo(f"opted out {target}; {purged} stored flows purged")
 
 
@@ -429,8 +401,7 @@ def optout_add(store_path: str, target: str, reason: str) -> None:
 @user_errors(*_ERRORS)
 def optout_remove(store_path: str, target: str) -> None:
     """Remove an opt-out (purged flows stay gone)."""
-    control = _control(store_path)
-    if not OptOuts(control, AuditLog(control, time.time)).remove(target):
+    if not OptOuts(_control(store_path), actor=CLI()).remove(target):
         raise InputError(f"no opt-out {target!r}")
     click.echo(f"opt-out {target} removed")
 
@@ -439,10 +410,9 @@ def optout_remove(store_path: str, target: str) -> None:
 @store_option
 def optout_list(store_path: str) -> None:
     """List opt-outs."""
-    control = _control(store_path)
     rows = [
         {"kind": k, "value": v, "reason": r, "added": _when(t)}
-        for k, v, r, t in OptOuts(control, AuditLog(control, time.time)).list()
+        for k, v, r, t in OptOuts(_control(store_path)).list()
     ]
     render_rich(rows, ["kind", "value", "reason", "added"], "opt-outs")
 
@@ -459,7 +429,7 @@ def classes() -> None:
 @user_errors(*_ERRORS)
 def classes_set(store_path: str, prefix: str, cls: str) -> None:
     """Set a prefix's class (residential and eyeball are pseudonymised)."""
-    p = PrefixClasses(_control(store_path)).set(prefix, cls)
+    p = PrefixClasses(_control(store_path), CLI()).set(prefix, cls)
     click.echo(f"{p.text} is {cls}")
 
 
@@ -470,10 +440,8 @@ def classes_set(store_path: str, prefix: str, cls: str) -> None:
 def classes_import(store_path: str, path: str) -> None:
     """Set classes from a CSV of prefix,class[,asn] (e.g. the simulator's *.prefixes.csv)."""
     rows = read_rows(path)
-    table = PrefixClasses(_control(store_path))
-    for prefix, cls in rows:
-        table.set(prefix, cls)
-    click.echo(f"{len(rows)} prefix classes set from {path}")
+    count = PrefixClasses(_control(store_path), CLI()).set_many(rows, source=path)
+    click.echo(f"{count} prefix classes set from {path}")
 
 
 @classes.command("remove")
@@ -481,7 +449,7 @@ def classes_import(store_path: str, path: str) -> None:
 @click.argument("prefix")
 @user_errors(*_ERRORS)
 def classes_remove(store_path: str, prefix: str) -> None:
-    if not PrefixClasses(_control(store_path)).remove(prefix):
+    if not PrefixClasses(_control(store_path), CLI()).remove(prefix):
         raise InputError(f"no class for {prefix}")
     click.echo(f"{prefix} removed")
 
@@ -529,16 +497,11 @@ def settings_show(store_path: str, fmt: str) -> None:
 @user_errors(SettingsError, StoreError)
 def settings_set(store_path: str, assignments: tuple[str, ...]) -> None:
     """Keep settings with the store (audited): flowatlas settings set engine.threads=2"""
-    from flowatlas.settings import parse_assignments, save
-    from flowatlas.store import FlowStore
+    from flowatlas.governance.configure import set_settings
+    from flowatlas.settings import parse_assignments
 
     values = parse_assignments(assignments)
-    store_values = {k: v for k, v in values.items() if k.startswith("store.")}
-    store = FlowStore(store_path, create=True,
-                      retention_days=store_values.get("store.retention_days"),
-                      ingest_compression=store_values.get("store.ingest_compression"))
-    save(store.root, {k: v for k, v in values.items() if k not in store_values})
-    _audit_op(_control(store_path), "settings.set", settings=values)
+    set_settings(store_path, values, CLI())
     for name, value in values.items():
         click.echo(f"{name} = {value}")
 

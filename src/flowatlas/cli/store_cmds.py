@@ -81,9 +81,15 @@ def retention_cmd(store_path: str, days: int | None) -> None:
 def settings_cmd(store_path: str, retention_days: int | None, ingest_compression: str | None,
                  fmt: str) -> None:
     """Show the store's settings; change those given (creating the store if need be)."""
-    changing = retention_days is not None or ingest_compression is not None
-    store = FlowStore(store_path, create=changing, retention_days=retention_days,
-                      ingest_compression=ingest_compression)
+    changing = {k: v for k, v in (("store.retention_days", retention_days),
+                                  ("store.ingest_compression", ingest_compression))
+                if v is not None}
+    if changing:  # through governance, which audits the change
+        from flowatlas.governance.changes import Actor
+        from flowatlas.governance.configure import set_settings
+
+        set_settings(store_path, changing, Actor.cli())
+    store = FlowStore(store_path, create=False)
     render(pa.table({"setting": ["retention_days", "ingest_compression"],
                      "value": [str(store.retention_days), store.ingest_compression]}),
            fmt, title=f"store {store_path}")

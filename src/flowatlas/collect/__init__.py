@@ -5,6 +5,7 @@ adds the UDP sockets and the store.
 """
 
 from flowatlas.collect.datagram import Decoder
-from flowatlas.collect.sources import Source, SourceRegistry
+from flowatlas.collect.sources import Source, SourceLookup
 
-__all__ = ["Decoder", "Source", "SourceRegistry"]
+# The registry of exporters is governance data: flowatlas.governance.sources.SourceRegistry.
+__all__ = ["Decoder", "Source", "SourceLookup"]

@@ -38,7 +38,7 @@ from flowatlas.collect.pending import PendingBuffer, PendingSet
 from flowatlas.collect.records import RecordError, Values, decode_rows, decode_set
 from flowatlas.collect.sampling import SamplingRates
 from flowatlas.collect.sequence import SequenceTracker, Unit
-from flowatlas.collect.sources import SourceRegistry
+from flowatlas.collect.sources import SourceLookup
 from flowatlas.collect.status import CollectorStatus, ExporterCounters
 from flowatlas.collect.templates import Template, TemplateCache, TemplateKey
 
@@ -60,7 +60,7 @@ def exporter_bytes(exporter: str | bytes) -> bytes:
 
 
 class Decoder:
-    def __init__(self, registry: SourceRegistry | None = None,
+    def __init__(self, registry: SourceLookup | None = None,
                  state_path: str | Path | None = None, *, template_ttl: float = 7200.0,
                  pending_seconds: float = 10.0) -> None:
         self.registry = registry

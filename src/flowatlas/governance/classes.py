@@ -11,6 +11,7 @@ import re
 
 from flowatlas.addresses import AddressError, Prefix, parse_prefix
 from flowatlas.analytics.netclass import NetClassTable
+from flowatlas.governance.changes import Actor, ChangeLog
 from flowatlas.governance.controlplane import ControlPlane
 
 PSEUDONYMISED = frozenset({"residential", "eyeball"})
@@ -22,32 +23,38 @@ class ClassError(ValueError):
 
 
 class PrefixClasses:
-    def __init__(self, control: ControlPlane) -> None:
+    """The prefix-class table; every change is audited as made by ``actor``."""
+
+    def __init__(self, control: ControlPlane, actor: Actor | None = None) -> None:
         self.control = control
+        self.changes = ChangeLog(control, actor)
 
     def set(self, prefix: str, cls: str) -> Prefix:
-        if not _CLASS.match(cls):
-            raise ClassError(
-                f"class {cls!r}: use a short lowercase word such as "
-                f"{', '.join(sorted(PSEUDONYMISED))}, hosting, enterprise"
-            )
-        try:
-            p = parse_prefix(prefix)
-        except AddressError as exc:
-            raise ClassError(str(exc)) from exc
-        self.control.db.execute(
-            "INSERT OR REPLACE INTO prefix_classes VALUES (?, ?)", (p.text, cls)
-        )
+        p = _checked(prefix, cls)
+        with self.changes.change("classes.set", prefix=p.text, **{"class": cls}) as change:
+            change.con.execute("INSERT OR REPLACE INTO prefix_classes VALUES (?, ?)", (p.text, cls))
         return p
+
+    def set_many(self, rows: list[tuple[str, str]], source: str) -> int:
+        """Set many classes at once (an import from ``source``): one transaction, one audit
+        entry naming the source and the count; nothing is set if any row is bad."""
+        checked = [(_checked(prefix, cls).text, cls) for prefix, cls in rows]
+        with self.changes.change("classes.import", source=source, count=len(checked)) as change:
+            change.con.executemany("INSERT OR REPLACE INTO prefix_classes VALUES (?, ?)", checked)
+            change.rows = len(checked)
+        return len(checked)
 
     def remove(self, prefix: str) -> int:
         try:
             text = parse_prefix(prefix).text
         except AddressError as exc:
             raise ClassError(str(exc)) from exc
-        return self.control.db.execute(
-            "DELETE FROM prefix_classes WHERE prefix = ?", (text,)
-        ).rowcount
+        with self.changes.change("classes.remove", prefix=text) as change:
+            gone = int(change.con.execute(
+                "DELETE FROM prefix_classes WHERE prefix = ?", (text,)
+            ).rowcount)
+            change.outcome = "ok" if gone else "not-found"
+        return gone
 
     def list(self) -> list[tuple[str, str]]:
         return [
@@ -60,3 +67,15 @@ class PrefixClasses:
     def table(self) -> NetClassTable:
         """The table as the lookup the analytics use (vectorised; most specific prefix wins)."""
         return NetClassTable.from_rows(self.list())
+
+
+def _checked(prefix: str, cls: str) -> Prefix:
+    if not _CLASS.match(cls):
+        raise ClassError(
+            f"class {cls!r}: use a short lowercase word such as "
+            f"{', '.join(sorted(PSEUDONYMISED))}, hosting, enterprise"
+        )
+    try:
+        return parse_prefix(prefix)
+    except AddressError as exc:
+        raise ClassError(str(exc)) from exc

@@ -1,9 +1,13 @@
-"""The control plane's SQLite file: tenants, keys, quota usage, opt-outs, prefix classes, audit.
+"""The control plane's SQLite file: tenants, keys, quota usage, opt-outs, prefix classes,
+exporter sources, audit.
 
 One module owns the file (``<store>/control.sqlite``) and its migrations; every other governance
-module borrows a connection from here. Connections are per thread (the HTTP server answers from
-a thread pool) and every write that must not interleave runs inside ``BEGIN IMMEDIATE``, which
-takes SQLite's write lock up front, so check-and-spend stays atomic across threads and processes.
+module borrows a connection from here. The schema version is SQLite's ``user_version``; the
+steps in ``MIGRATIONS`` run in order, each in the same transaction as the version bump, so an
+interrupted upgrade leaves the previous version intact. Connections are per thread (the HTTP
+server answers from a thread pool) and every write that must not interleave runs inside
+``BEGIN IMMEDIATE``, which takes SQLite's write lock up front, so check-and-spend stays atomic
+across threads and processes.
 """
 
 from __future__ import annotations
@@ -12,13 +16,72 @@ import contextlib
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 FILENAME = "control.sqlite"
+LEGACY_SOURCES = "sources.sqlite"
+"""The exporter registry's own file before it was folded into the control plane."""
+
+SOURCES_TABLE = """
+CREATE TABLE IF NOT EXISTS sources (
+    prefix TEXT PRIMARY KEY,
+    low BLOB NOT NULL,
+    high BLOB NOT NULL,
+    source_id INTEGER NOT NULL,
+    partner TEXT NOT NULL,
+    sampling INTEGER,
+    basis TEXT NOT NULL,
+    added_at REAL NOT NULL
+)
+"""
+
+
+def _fold_sources(con: sqlite3.Connection, control: ControlPlane) -> list[Callable[[], None]]:
+    """Version 2: the exporter registry moves in; a ``sources.sqlite`` beside the file is
+    imported, and renamed to ``sources.sqlite.migrated`` once the upgrade has committed."""
+    con.execute(SOURCES_TABLE)
+    db_path = control.path
+    legacy = db_path.parent / LEGACY_SOURCES
+    if not legacy.exists():
+        return []
+    old = sqlite3.connect(legacy, timeout=30.0)
+    try:
+        has_table = old.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sources'"
+        ).fetchone()
+        rows = old.execute(
+            "SELECT prefix, low, high, source_id, partner, sampling, basis, added_at FROM sources"
+        ).fetchall() if has_table else []
+    except sqlite3.Error as exc:
+        raise ControlPlaneError(f"cannot import {legacy} into {db_path}: {exc}") from exc
+    finally:
+        old.close()
+    con.executemany("INSERT OR REPLACE INTO sources VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    from flowatlas.governance.audit import AuditLog  # audit.py imports this module
+
+    AuditLog(control, time.time).append_in(
+        con, tenant=None, key_id=None, actor="migration", route="sources.migrate",
+        params={"from": str(legacy), "sources": len(rows)}, purpose=None, rows=len(rows),
+        outcome="ok",
+    )
+
+    def retire() -> None:
+        for suffix in ("", "-wal", "-shm"):
+            path = legacy.with_name(legacy.name + suffix)
+            if path.exists():
+                os.replace(path, legacy.with_name(legacy.name + ".migrated" + suffix))
+
+    return [retire]
+
+
+Migration = str | Callable[[sqlite3.Connection, "ControlPlane"], list[Callable[[], None]]]
+"""SQL statements, or a function of (connection, control plane) that returns what to do once
+the upgrade has committed."""
 
 # Append-only: migration i brings the schema from version i to i + 1.
-MIGRATIONS: tuple[str, ...] = (
+MIGRATIONS: tuple[Migration, ...] = (
     """
     CREATE TABLE tenants (
         name TEXT PRIMARY KEY,
@@ -76,6 +139,7 @@ MIGRATIONS: tuple[str, ...] = (
         value TEXT NOT NULL
     );
     """,
+    _fold_sources,
 )
 
 
@@ -126,7 +190,12 @@ class ControlPlane:
             raise
         con.execute("COMMIT")
 
+    @property
+    def version(self) -> int:
+        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+
     def _migrate(self) -> None:
+        after: list[Callable[[], None]] = []
         with self.write() as con:
             version = int(con.execute("PRAGMA user_version").fetchone()[0])
             if version > len(MIGRATIONS):
@@ -135,10 +204,16 @@ class ControlPlane:
                     f"{len(MIGRATIONS)}: upgrade flowatlas"
                 )
             for i in range(version, len(MIGRATIONS)):
-                for statement in MIGRATIONS[i].split(";"):
-                    if statement.strip():
-                        con.execute(statement)
+                step = MIGRATIONS[i]
+                if isinstance(step, str):
+                    for statement in step.split(";"):
+                        if statement.strip():
+                            con.execute(statement)
+                else:
+                    after += step(con, self)
                 con.execute(f"PRAGMA user_version = {i + 1}")
+        for action in after:
+            action()
 
     def setting(self, name: str) -> str | None:
         row = self.db.execute("SELECT value FROM settings WHERE name = ?", (name,)).fetchone()

@@ -13,6 +13,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
+from flowatlas.governance.changes import Actor, ChangeLog
 from flowatlas.governance.controlplane import ControlPlane
 from flowatlas.governance.tenants import Tenant, TenantError, TenantRegistry
 
@@ -36,27 +37,33 @@ def _hash(secret: str) -> bytes:
 
 
 class KeyRing:
-    def __init__(self, control: ControlPlane) -> None:
+    """API keys; creating and revoking one is audited as made by ``actor``."""
+
+    def __init__(self, control: ControlPlane, actor: Actor | None = None) -> None:
         self.control = control
-        self.tenants = TenantRegistry(control)
+        self.tenants = TenantRegistry(control, actor)
+        self.changes = ChangeLog(control, actor)
 
     def create(self, tenant: str) -> tuple[str, str]:
         """A new key for ``tenant``: returns (key id, full key). The full key is never stored."""
         self.tenants.get(tenant)
         key_id = secrets.token_hex(6)
         full = f"{PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
-        self.control.db.execute(
-            "INSERT INTO keys VALUES (?, ?, ?, ?, NULL)", (key_id, tenant, _hash(full), time.time())
-        )
+        with self.changes.change("keys.create", tenant=tenant, key=key_id) as change:
+            change.con.execute(
+                "INSERT INTO keys VALUES (?, ?, ?, ?, NULL)",
+                (key_id, tenant, _hash(full), time.time()),
+            )
         return key_id, full
 
     def revoke(self, key_id: str) -> None:
-        cur = self.control.db.execute(
-            "UPDATE keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL",
-            (time.time(), key_id),
-        )
-        if not cur.rowcount:
-            raise ApiKeyError(f"no active key {key_id!r}")
+        with self.changes.change("keys.revoke", key=key_id) as change:
+            cur = change.con.execute(
+                "UPDATE keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL",
+                (time.time(), key_id),
+            )
+            if not cur.rowcount:
+                raise ApiKeyError(f"no active key {key_id!r}")
 
     def list(self, tenant: str | None = None) -> list[KeyInfo]:
         sql = "SELECT key_id, tenant, created_at, revoked_at FROM keys"

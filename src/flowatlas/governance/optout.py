@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 
 from flowatlas.addresses import AddressError, Prefix, parse_prefix
 from flowatlas.governance.audit import AuditLog
+from flowatlas.governance.changes import Actor, ChangeLog
 from flowatlas.governance.controlplane import ControlPlane
 from flowatlas.governance.ranges import in_prefixes
 from flowatlas.store import FlowStore
@@ -67,9 +68,13 @@ def parse_target(text: str) -> tuple[str, str]:
 
 
 class OptOuts:
-    def __init__(self, control: ControlPlane, audit: AuditLog) -> None:
+    """Opt-outs; every change is audited as made by ``actor``."""
+
+    def __init__(self, control: ControlPlane, audit: AuditLog | None = None,
+                 actor: Actor | None = None) -> None:
         self.control = control
-        self.audit = audit
+        self.changes = ChangeLog(control, actor, audit=audit)
+        self.audit = self.changes.audit
 
     def current(self) -> OptOutSet:
         rows = self.control.db.execute("SELECT kind, value FROM optouts").fetchall()
@@ -86,7 +91,7 @@ class OptOuts:
             ).fetchall()
         ]
 
-    def add(self, target: str, reason: str, store: FlowStore | None, actor: str = "cli") -> int:
+    def add(self, target: str, reason: str, store: FlowStore | None) -> int:
         """Register an opt-out and purge stored flows it covers; returns rows purged."""
         kind, value = parse_target(target)
         if not reason.strip():
@@ -100,37 +105,24 @@ class OptOuts:
             if kind == "prefix"
             else OptOutSet((), (int(value),))
         )
-        purged = store.delete_where(single.mask) if store is not None else 0
-        self.audit.append(
-            tenant=None,
-            key_id=None,
-            actor=actor,
-            route="optout.add",
-            params={"kind": kind, "value": value, "reason": reason.strip()},
-            purpose=None,
-            rows=purged,
-            outcome="ok",
-        )
+        purged, outcome = 0, "error:purge"
+        # The purge rewrites stored files for as long as it takes, outside the control plane's
+        # write lock; the entry is written whether or not it finishes.
+        try:
+            purged = store.delete_where(single.mask) if store is not None else 0
+            outcome = "ok"
+        finally:
+            self.changes.record("optout.add", rows=purged, outcome=outcome, kind=kind,
+                                value=value, reason=reason.strip())
         return purged
 
-    def remove(self, target: str, actor: str = "cli") -> bool:
+    def remove(self, target: str) -> bool:
         kind, value = parse_target(target)
-        gone = (
-            self.control.db.execute(
+        with self.changes.change("optout.remove", kind=kind, value=value) as change:
+            gone = change.con.execute(
                 "DELETE FROM optouts WHERE kind = ? AND value = ?", (kind, value)
-            ).rowcount
-            > 0
-        )
-        self.audit.append(
-            tenant=None,
-            key_id=None,
-            actor=actor,
-            route="optout.remove",
-            params={"kind": kind, "value": value},
-            purpose=None,
-            rows=0,
-            outcome="ok" if gone else "not-found",
-        )
+            ).rowcount > 0
+            change.outcome = "ok" if gone else "not-found"
         return gone
 
 
@@ -156,7 +148,7 @@ class IngestFilter:
         ).fetchone()
         version = (int(row[0]), int(float(row[1]) * 1e6))
         if version != self._version:
-            self._set = OptOuts(self.control, AuditLog(self.control, time.time)).current()
+            self._set = OptOuts(self.control).current()
             self._version = version
 
     def opted_out(self, table: pa.Table) -> npt.NDArray[np.bool_]:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 
 from flowatlas.addresses import AddressError, Prefix, parse_prefix
+from flowatlas.governance.changes import Actor, ChangeLog
 from flowatlas.governance.controlplane import ControlPlane
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -95,8 +96,11 @@ class Tenant:
 
 
 class TenantRegistry:
-    def __init__(self, control: ControlPlane) -> None:
+    """Tenants in the control plane; every change is audited as made by ``actor``."""
+
+    def __init__(self, control: ControlPlane, actor: Actor | None = None) -> None:
         self.control = control
+        self.changes = ChangeLog(control, actor)
 
     def add(
         self,
@@ -123,7 +127,11 @@ class TenantRegistry:
             raise TenantError("only enterprise tenants have prefixes")
         overrides = quotas or {}
         Quotas().with_overrides(overrides)
-        with self.control.write() as con:
+        with self.changes.change(
+            "tenants.add", tenant=name, role=r.value, prefixes=[p.text for p in parsed],
+            can_reveal=can_reveal, quotas=overrides,
+        ) as change:
+            con = change.con
             if con.execute("SELECT 1 FROM tenants WHERE name = ?", (name,)).fetchone():
                 raise TenantError(f"tenant {name!r} exists already")
             con.execute(
@@ -158,14 +166,17 @@ class TenantRegistry:
         return [_tenant(r) for r in rows]
 
     def set_disabled(self, name: str, disabled: bool = True) -> None:
-        cur = self.control.db.execute(
-            "UPDATE tenants SET disabled = ? WHERE name = ?", (int(disabled), name)
-        )
-        if not cur.rowcount:
-            raise TenantError(f"no tenant {name!r}")
+        route = "tenants.disable" if disabled else "tenants.enable"
+        with self.changes.change(route, tenant=name) as change:
+            cur = change.con.execute(
+                "UPDATE tenants SET disabled = ? WHERE name = ?", (int(disabled), name)
+            )
+            if not cur.rowcount:
+                raise TenantError(f"no tenant {name!r}")
 
     def set_quotas(self, name: str, overrides: dict[str, float]) -> Tenant:
-        with self.control.write() as con:
+        with self.changes.change("tenants.quota", tenant=name, quotas=overrides) as change:
+            con = change.con
             row = con.execute("SELECT quotas FROM tenants WHERE name = ?", (name,)).fetchone()
             if row is None:
                 raise TenantError(f"no tenant {name!r}")
