@@ -180,3 +180,16 @@ def _dotted(m: npt.NDArray[np.uint8]) -> list[str]:
 
 def is_ipv4(raw: bytes) -> bool:
     return raw[:12] == V4_MAPPED_PREFIX
+
+
+def prefix_texts(column: pa.Array | pa.ChunkedArray, v4: int, v6: int) -> pa.Array:
+    """Network addresses as prefix text, IPv4 ones with ``/v4`` and IPv6 ones with ``/v6``."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if not pa.types.is_fixed_size_binary(column.type):
+        column = column.cast(ADDRESS_TYPE)
+    texts = pa.array(unpack_many(column), pa.string())
+    m = to_matrix(column)
+    is_v4 = (m[:, :10] == 0).all(axis=1) & (m[:, 10] == 0xFF) & (m[:, 11] == 0xFF)
+    lengths = pa.array(np.where(is_v4, f"/{v4}", f"/{v6}"), pa.string())
+    return pc.binary_join_element_wise(texts, lengths, "")

@@ -14,11 +14,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from flowatlas.addresses import Prefix, parse_prefix
+from flowatlas.addresses import Prefix, parse_prefix, prefix_texts
 from flowatlas.engines.base import Engine
 from flowatlas.query.expr import ALL, AddrMatch, Direction, Expr, conjoin
 from flowatlas.query.filter import parse_filter
-from flowatlas.query.model import AggregateQuery, FlowsQuery, Selection
+from flowatlas.query.model import RATES, AggregateQuery, FlowsQuery, Selection, parse_stat
 from flowatlas.query.window import Window
 from flowatlas.store import FlowStore
 
@@ -84,13 +84,25 @@ class Atlas:
                    ) -> Iterator[pa.RecordBatch]:
         return self.engine.iter_flows(FlowsQuery(selection, limit), batch_rows)
 
-    def top(self, selection: Selection, by: str = "ip", order: str = "flows", n: int = 10,
-            estimate: bool = False) -> pa.Table:
-        """nfdump ``-s by/order``: the top ``n`` values of a field (ip/port/as count both ends)."""
-        keys = tuple(k.strip() for k in by.split(",") if k.strip())
-        return self.engine.aggregate(
-            AggregateQuery(selection, keys=keys, order_by=order, limit=n, estimate=estimate)
-        )
+    def top(self, selection: Selection, by: str = "ip", order: str = "flows", n: int | None = 10,
+            estimate: bool = False, *, shares: bool = False, rates: bool = False,
+            distinct: tuple[str, ...] = (), ascending: bool = False) -> pa.Table:
+        """nfdump ``-s by/order``: the top ``n`` values of a field (ip/port/as count both ends).
+
+        ``by`` is a statistic as nfdump and SiLK write it (:func:`parse_stat`): ``ip``,
+        ``srcip,dstport``, ``ip/bytes``, ``ip/24/48``; an order in it wins over ``order``.
+        Keys rolled up to prefixes come back as prefix text (``10.1.2.0/24``).
+        """
+        spec = parse_stat(by)
+        order = spec.order or order
+        table = self.engine.aggregate(AggregateQuery(
+            selection, keys=spec.keys, order_by=order, limit=n, estimate=estimate,
+            rollup=spec.rollup, rates=rates or order in RATES, shares=shares,
+            distinct=distinct, ascending=ascending))
+        for key, v4, v6 in spec.rollup:
+            table = table.set_column(table.column_names.index(key), key,
+                                     prefix_texts(table.column(key), v4, v6))
+        return table
 
     def series(self, selection: Selection, bin_seconds: int = 3600, by: str | None = None,
                estimate: bool = False) -> pa.Table:

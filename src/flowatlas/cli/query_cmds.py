@@ -7,7 +7,7 @@ import re
 import click
 import pyarrow as pa
 
-from flowatlas.addresses import AddressError
+from flowatlas.addresses import AddressError, unpack_many
 from flowatlas.atlas import Atlas
 from flowatlas.cli.common import (
     InputError,
@@ -21,8 +21,8 @@ from flowatlas.cli.common import (
 )
 from flowatlas.formats import flow_lines, to_records
 from flowatlas.importers import IMPORT_FORMATS, ImportError_, import_file
-from flowatlas.query.filter import FilterSyntaxError
-from flowatlas.query.model import QueryError, Selection
+from flowatlas.query.filter import FilterSyntaxError, parse_filter
+from flowatlas.query.model import QueryError, Selection, parse_stat
 from flowatlas.store import FlowStore, StoreError
 
 _USER_ERRORS = (StoreError, QueryError, AddressError, ValueError)
@@ -36,7 +36,8 @@ def _selection(atlas: Atlas, filter_words: tuple[str, ...], since: str | None,
                until: str | None) -> Selection:
     text = " ".join(filter_words)
     try:
-        return atlas.select(text or None, window_from(since, until))
+        # The command line may read ipset files; filters from the HTTP API may not.
+        return atlas.select(parse_filter(text or None, read_files=True), window_from(since, until))
     except FilterSyntaxError as exc:
         raise InputError(f"{exc}\n  {exc.caret().replace(chr(10), chr(10) + '  ')}") from exc
 
@@ -55,13 +56,29 @@ def parse_duration(text: str) -> int:
 @window_options
 @click.option("-n", "--limit", default=100, show_default=True, type=click.IntRange(1, 10_000_000))
 @click.option("--oldest-first", is_flag=True, help="Oldest flows first (default newest first).")
+@click.option("-A", "--aggregate", "aggregate_keys", metavar="KEYS",
+              help="nfdump -A: aggregate the flows on these keys (srcip,dstport; srcip/24 rolls "
+                   "addresses up to prefixes) and print one record per group.")
+@click.option("-O", "--order-by", "aggregate_order", default="tstart", show_default=True,
+              type=click.Choice(["tstart", "tend", "flows", "packets", "bytes", "pps", "bps",
+                                 "bpp"]),
+              help="Order of the -A records (nfdump -O); tstart/tend oldest first, the rest "
+                   "largest first.")
 @format_option
 @user_errors(*_USER_ERRORS)
 def query_cmd(filter_words: tuple[str, ...], store_path: str, since: str | None,
-              until: str | None, limit: int, oldest_first: bool, fmt: str) -> None:
+              until: str | None, limit: int, oldest_first: bool, aggregate_keys: str | None,
+              aggregate_order: str, fmt: str) -> None:
     """Flows matching FILTER (nfdump syntax, e.g. 'src ip 10.0.0.1 and dst port 443')."""
     with _atlas(store_path) as atlas:
         sel = _selection(atlas, filter_words, since, until)
+        if aggregate_keys:
+            by_time = aggregate_order in ("tstart", "tend")
+            order = {"tstart": "first", "tend": "last"}.get(aggregate_order, aggregate_order)
+            table = atlas.top(sel, by=aggregate_keys, order=order, n=limit, rates=True,
+                              ascending=by_time)
+            render(table, fmt, title=f"{table.num_rows} aggregated records")
+            return
         table = atlas.flows(sel, limit=limit, oldest_first=oldest_first)
         shown = flow_lines(table) if fmt == "table" else table
         render(shown, fmt, title=f"{table.num_rows} flows")
@@ -71,21 +88,68 @@ def query_cmd(filter_words: tuple[str, ...], store_path: str, since: str | None,
 @click.argument("filter_words", nargs=-1)
 @store_option
 @window_options
-@click.option("-s", "--by", default="ip", show_default=True,
-              help="Field(s) to rank: ip, port, as, src_addr, dst_port, proto, ... (comma-separated).")
+@click.option("-s", "--by", "stats", multiple=True, default=("ip",), show_default=True,
+              help="Statistic, nfdump/SiLK style: FIELD[/ORDER] (ip/bytes, dstport/packets), "
+                   "a comma list of fields (srcip,dstport), or a prefix roll-up (ip/24, "
+                   "ip/24/48 = IPv4 /24 and IPv6 /48). Give -s again for another table.")
 @click.option("-o", "--order", type=click.Choice(["flows", "packets", "bytes"]), default="flows",
               show_default=True)
 @click.option("-n", "--top", "n", default=10, show_default=True, type=click.IntRange(1, 100_000))
 @click.option("--estimate", is_flag=True, help="Scale packets and bytes by the sampling rate.")
+@click.option("--distinct", "distinct", multiple=True, metavar="FIELD",
+              help="Count distinct values of FIELD per group (SiLK rwuniq --values=distinct:); "
+                   "e.g. --distinct dstip. Repeatable.")
+@click.option("--ipset-out", "ipset_out", type=click.Path(dir_okay=False),
+              help="Also write the listed addresses (or prefixes) to this file, one per line: "
+                   "an address set the 'ipset FILE' filter term reads.")
 @format_option
 @user_errors(*_USER_ERRORS)
 def top_cmd(filter_words: tuple[str, ...], store_path: str, since: str | None, until: str | None,
-            by: str, order: str, n: int, estimate: bool, fmt: str) -> None:
-    """Top N values of a field, nfdump -s style (ip/port/as count both endpoints)."""
+            stats: tuple[str, ...], order: str, n: int, estimate: bool, distinct: tuple[str, ...],
+            ipset_out: str | None, fmt: str) -> None:
+    """Top N values of a field, nfdump -s style (ip/port/as count both endpoints), with each
+    value's share of flows, packets and bytes, the running share (SiLK rwstats) and rates."""
+    if len(stats) > 1 and fmt == "csv":
+        raise InputError("several -s need --format table, json or ndjson (each statistic has "
+                         "its own columns, so one CSV cannot hold them)")
+    if len(stats) > 1 and ipset_out:
+        raise InputError("--ipset-out takes one -s statistic")
     with _atlas(store_path) as atlas:
         sel = _selection(atlas, filter_words, since, until)
-        table = atlas.top(sel, by=by, order=order, n=n, estimate=estimate)
-        render(table, fmt, title=f"top {n} {by} by {order}")
+        tables = []
+        for spec in stats:
+            table = atlas.top(sel, by=spec, order=order, n=n, estimate=estimate, shares=True,
+                              rates=True, distinct=distinct)
+            tables.append((spec, table))
+        if ipset_out:
+            count = write_ipset(tables[0][1], ipset_out)
+            click.echo(f"wrote {count} addresses to {ipset_out}", err=True)
+        if len(tables) == 1 or fmt == "table":
+            for spec, table in tables:
+                render(table, fmt, title=f"top {n} {spec} by {parse_stat(spec).order or order}")
+        elif fmt == "json":
+            import json
+
+            click.echo(json.dumps({spec: to_records(t) for spec, t in tables}, indent=1,
+                                  default=str))
+        else:
+            for spec, table in tables:
+                render(table.append_column("statistic", pa.array([spec] * table.num_rows)), fmt)
+
+
+def write_ipset(table: pa.Table, path: str) -> int:
+    """The address (or prefix) key of a top table, one per line; returns how many."""
+    from flowatlas.schema import ADDRESS_COLUMNS
+
+    keys = [c for c in table.column_names if c in ADDRESS_COLUMNS]
+    if len(keys) != 1:
+        raise InputError("--ipset-out needs a statistic with one address field (ip, srcip, "
+                         f"dstip), not {', '.join(table.column_names[:2])}")
+    column = table.column(keys[0])
+    texts = column.to_pylist() if pa.types.is_string(column.type) else unpack_many(column)
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write("".join(f"{t}\n" for t in texts))
+    return len(texts)
 
 
 @click.command("series")

@@ -30,6 +30,7 @@ from flowatlas.query.expr import (
 from flowatlas.query.model import (
     ANCHORED_KEYS,
     BOTH_ENDPOINT_KEYS,
+    RATES,
     AggregateQuery,
     FlowsQuery,
     Selection,
@@ -208,15 +209,21 @@ class SqlDialect:
             packets, bytes_ = ("packets * sampling_rate", "bytes * sampling_rate") \
                 if q.estimate else ("packets", "bytes")
             measures = f"{packets} AS packets, {bytes_} AS bytes, time_start, time_end"
+            measures += "".join(f", {d} AS d_{d}" for d in q.distinct)
+            rolled = {key: (v4, v6) for key, v4, v6 in q.rollup}
+
+            def key_expr(key: str, expr: str) -> str:
+                return self._masked(expr, *rolled[key], st) if key in rolled else expr
+
             key_cols: list[str] = []
             select_keys: list[str] = []
             both = next((k for k in q.keys if k in BOTH_ENDPOINT_KEYS), None)
             for key in q.keys:
                 if key in ANCHORED_KEYS:
-                    select_keys.append(f"{self._anchored(key, q, st)} AS {key}")
+                    select_keys.append(f"{key_expr(key, self._anchored(key, q, st))} AS {key}")
                     key_cols.append(key)
                 elif key != both:
-                    select_keys.append(key)
+                    select_keys.append(f"{key_expr(key, key)} AS {key}")
                     key_cols.append(key)
             if q.bin_seconds:
                 select_keys.append(f"{self.time_bin(q.bin_seconds)} AS bin")
@@ -226,27 +233,69 @@ class SqlDialect:
             if both:
                 a, b = BOTH_ENDPOINT_KEYS[both]
                 key_cols.insert(0, both)
-                inner = (f"SELECT {a} AS {both}, {plain} FROM f UNION ALL "
-                         f"SELECT {b} AS {both}, {plain} FROM f")
+                inner = (f"SELECT {key_expr(both, a)} AS {both}, {plain} FROM f UNION ALL "
+                         f"SELECT {key_expr(both, b)} AS {both}, {plain} FROM f")
             else:
                 inner = f"SELECT {plain} FROM f"
             metrics = (f"{self.uint('count(*)')} AS flows, {self.uint('sum(packets)')} AS packets, "
                        f"{self.uint('sum(bytes)')} AS bytes, min(time_start) AS first, "
                        f"max(time_end) AS last")
-            sql = f"WITH f AS (SELECT * FROM {base}) SELECT "
-            sql += ", ".join([*key_cols, metrics]) + f" FROM ({inner}) AS k"
-            if key_cols:
-                sql += " GROUP BY " + ", ".join(key_cols)
-                direction = "ASC" if q.ascending else "DESC"
-                order = [f"{q.order_by} {direction}"] + [c for c in key_cols if c != q.order_by]
-                sql += " ORDER BY " + ", ".join(order)
-                if q.limit:
-                    sql += f" LIMIT {int(q.limit)}"
+            metrics += "".join(f", {self.uint(f'count(DISTINCT d_{d})')} AS distinct_{d}"
+                               for d in q.distinct)
+            with_f = f"WITH f AS (SELECT * FROM {base}) "
+            grouped = "SELECT " + ", ".join([*key_cols, metrics]) + f" FROM ({inner}) AS k"
+            if not key_cols:
+                return with_f + grouped + " HAVING count(*) > 0"
+            grouped += " GROUP BY " + ", ".join(key_cols)
+            direction = "ASC" if q.ascending else "DESC"
+            order = [f"{q.order_by} {direction}"] + [c for c in key_cols if c != q.order_by]
+            extras = self._rates() if q.rates else []
+            if q.shares:
+                # Shares of all selected flows, counted once each even when a key counts both
+                # endpoints (as nfdump's -s ip does), so they need the totals of f itself.
+                extras += [f"100.0 * g.{m} / nullif(t.{m}, 0) AS {m}_pct"
+                           for m in ("flows", "packets", "bytes")]
+                if q.order_by in ("flows", "packets", "bytes"):
+                    running = (f"sum(g.{q.order_by}) OVER (ORDER BY "
+                               + ", ".join(f"g.{o}" for o in order)
+                               + " ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)")
+                    extras.append(f"100.0 * {running} / nullif(t.{q.order_by}, 0) AS cumul_pct")
+            if extras:
+                sql = with_f + f"SELECT g.*, {', '.join(extras)} FROM ({grouped}) AS g"
+                if q.shares:
+                    sql += (f", (SELECT count(*) AS flows, sum({packets}) AS packets, "
+                            f"sum({bytes_}) AS bytes FROM f) AS t")
+                # Rates are columns of this outer select, the rest come from g.
+                order = [o if o.split()[0] in RATES else f"g.{o}" for o in order]
             else:
-                sql += " HAVING count(*) > 0"
+                sql = with_f + grouped
+            sql += " ORDER BY " + ", ".join(order)
+            if q.limit:
+                sql += f" LIMIT {int(q.limit)}"
             return sql
 
         return self._render(build)
+
+    def _rates(self) -> list[str]:
+        """nfdump's group rates: over first..last in whole ms, integer-divided, 0 for no time."""
+        d = "(epoch_ms(g.last) - epoch_ms(g.first))"
+        return [
+            f"CAST(CASE WHEN {d} <= 0 THEN 0 ELSE CAST(g.packets AS HUGEINT) * 1000 // {d} END "
+            "AS UBIGINT) AS pps",
+            f"CAST(CASE WHEN {d} <= 0 THEN 0 ELSE CAST(g.bytes AS HUGEINT) * 8000 // {d} END "
+            "AS UBIGINT) AS bps",
+            "CAST(CASE WHEN g.packets = 0 THEN 0 ELSE g.bytes // g.packets END AS UBIGINT) AS bpp",
+        ]
+
+    def _masked(self, expr: str, v4: int, v6: int, st: Statement) -> str:
+        """An address expression cut to its prefix: IPv4 (mapped) by ``v4``, IPv6 by ``v6``."""
+        def mask(bits: int) -> bytes:
+            return (((1 << bits) - 1) << (128 - bits)).to_bytes(16, "big")
+
+        low, high = bytes(10) + b"\xff\xff" + bytes(4), bytes(10) + b"\xff" * 6
+        m4, m6 = mask(96 + v4), mask(v6)
+        return (f"CAST(CAST({expr} AS BIT) & CAST(CASE WHEN {expr} BETWEEN {st.bind(low)} AND "
+                f"{st.bind(high)} THEN {st.bind(m4)} ELSE {st.bind(m6)} END AS BIT) AS BLOB)")
 
     def _anchored(self, key: str, q: AggregateQuery, st: Statement) -> str:
         outbound = self._addresses(Direction.SRC, q.anchor, st)

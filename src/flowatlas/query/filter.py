@@ -8,7 +8,8 @@ Grammar (the everyday subset of nfdump(1))::
     term    := [src|dst] (ip|host) ADDRS | [src|dst] net PREFIXES | [src|dst] port NUMS
              | [src|dst] as NUMS | proto PROTOS | bytes CMP | packets CMP | flags LETTERS
              | (in|out) if NUMS | router ip ADDRS | inet | inet6 | ipv4 | ipv6
-             | (duration|pps|bps|bpp) CMP | (icmp-type|icmp-code) NUMS | any
+             | (duration|pps|bps|bpp) CMP | (icmp-type|icmp-code) NUMS | [src|dst] ipset FILE
+             | any
     ADDRS   := ADDRESS | "in" "[" ADDRESS ([","] ADDRESS)* "]"
     NUMS    := [OP] NUMBER | "in" "[" NUMBER ([","] NUMBER)* "]"
     OP      := = == != < <= > >= eq ne lt le gt ge
@@ -68,8 +69,11 @@ _MAX_DEPTH = 100
 T = TypeVar("T")
 
 _TOKEN = re.compile(
-    r"\s*(?:(?P<punct>\(|\)|\[|\]|,|&&|\|\||==|!=|<=|>=|<|>|=|!)|(?P<word>[A-Za-z0-9_.:/\-]+))"
+    r"\s*(?:(?P<punct>\(|\)|\[|\]|,|&&|\|\||==|!=|<=|>=|<|>|=|!)|(?P<word>[A-Za-z0-9_.:/\-~]+)"
+    r"|\"(?P<quoted>[^\"]*)\")"
 )
+MAX_IPSET = 50_000
+"""Addresses and prefixes one ``ipset FILE`` may hold (each becomes a bound value)."""
 
 
 class FilterSyntaxError(ValueError):
@@ -109,17 +113,19 @@ def tokenize(text: str) -> list[Token]:
         if not m or m.end() == pos:
             bad = pos + (len(text[pos:]) - len(text[pos:].lstrip()))
             raise FilterSyntaxError(text, bad, f"unexpected character {text[bad]!r}")
-        kind = "punct" if m.group("punct") else "word"
-        value = m.group(kind)
-        tokens.append(Token(value, m.start(kind), kind))
+        group = "punct" if m.group("punct") else "word" if m.group("word") is not None else "quoted"
+        # A quoted word (a file name with spaces) is a word; its position is the opening quote.
+        start = m.start(group) - (group == "quoted")
+        tokens.append(Token(m.group(group), start, "punct" if group == "punct" else "word"))
         pos = m.end()
     tokens.append(Token("", len(text), "end"))
     return tokens
 
 
 class _Parser:
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, read_files: bool = False) -> None:
         self.text = text
+        self.read_files = read_files
         self.tokens = tokenize(text)
         self.i = 0
         self.depth = 0
@@ -229,6 +235,9 @@ class _Parser:
         if key in ("ip", "host"):
             self.advance()
             return AddrMatch(direction, self.addresses())
+        if key == "ipset":
+            self.advance()
+            return AddrMatch(direction, self.ipset(word, self.advance()))
         if key == "net":
             self.advance()
             return AddrMatch(direction, self.addresses())
@@ -249,6 +258,20 @@ class _Parser:
             self.advance()
             return self.flags()
         raise self.error(_TERMS, word)
+
+    def ipset(self, keyword: Token, tok: Token) -> tuple[Prefix, ...]:
+        if tok.kind != "word":
+            raise self.error("a file of addresses after 'ipset'", tok)
+        if not self.read_files:
+            raise FilterSyntaxError(self.text, keyword.pos,
+                                    "ipset FILE reads a file, which only the command line may do")
+        try:
+            return read_ipset(tok.text)
+        except OSError as exc:
+            raise FilterSyntaxError(self.text, tok.pos,
+                                    f"cannot read ipset {tok.text!r}: {exc.strerror}") from None
+        except ValueError as exc:
+            raise FilterSyntaxError(self.text, tok.pos, f"ipset {exc}") from None
 
     def addresses(self) -> tuple[Prefix, ...]:
         if self.accept("in"):
@@ -334,8 +357,33 @@ class _Parser:
         return FlagsMatch(mask)
 
 
-def parse_filter(text: str | None) -> Expr:
-    """Parse a filter; an empty filter matches every flow."""
+def parse_filter(text: str | None, read_files: bool = False) -> Expr:
+    """Parse a filter; an empty filter matches every flow.
+
+    ``ipset FILE`` reads a file, so it is refused unless ``read_files`` (the command line says
+    so; a filter that arrives over HTTP must not open server files).
+    """
     if text is None:
         return ALL
-    return _Parser(text).parse()
+    return _Parser(text, read_files).parse()
+
+
+def read_ipset(path: str) -> tuple[Prefix, ...]:
+    """Addresses and prefixes one per line (``#`` comments, blank lines; the text ``rwsetcat``
+    prints); raises ValueError naming the file and line."""
+    out: list[Prefix] = []
+    with open(path, encoding="utf-8") as fh:
+        for number, line in enumerate(fh, 1):
+            text = line.split("#", 1)[0].strip()
+            if not text:
+                continue
+            try:
+                out.append(parse_prefix(text))
+            except AddressError:
+                raise ValueError(f"{path} line {number}: not an IP address or prefix: "
+                                 f"{text!r}") from None
+            if len(out) > MAX_IPSET:
+                raise ValueError(f"{path}: more than {MAX_IPSET:,} addresses and prefixes")
+    if not out:
+        raise ValueError(f"{path}: no addresses or prefixes in it")
+    return tuple(out)
