@@ -107,8 +107,11 @@ def query_cmd(filter_words: tuple[str, ...], store_path: str, since: str | None,
 def top_cmd(filter_words: tuple[str, ...], store_path: str, since: str | None, until: str | None,
             stats: tuple[str, ...], order: str, n: int, estimate: bool, distinct: tuple[str, ...],
             ipset_out: str | None, fmt: str) -> None:
-    """Top N values of a field, nfdump -s style (ip/port/as count both endpoints), with each
-    value's share of flows, packets and bytes, the running share (SiLK rwstats) and rates."""
+    """Top N values of a field, nfdump -s style (ip/port/as count both endpoints).
+
+    Each value comes with its share of flows, packets and bytes, the running share (SiLK
+    rwstats) and nfdump's pps/bps/bpp.
+    """
     if len(stats) > 1 and fmt == "csv":
         raise InputError("several -s need --format table, json or ndjson (each statistic has "
                          "its own columns, so one CSV cannot hold them)")
