@@ -109,3 +109,19 @@ def test_cli_time_window_options(store: Path) -> None:
     assert res.returncode == 2 and "unknown time zone 'Nowhere/Land'" in res.stderr
     res = run("top", "--store", str(store), "-t", "2026/11/31")
     assert res.returncode == 2 and "day is out of range" in res.stderr
+
+
+def test_tz_is_the_display_zone_too(store: Path) -> None:
+    res = run("query", "--store", str(store), "--format", "json", "--oldest-first", "--tz",
+              "Europe/Berlin")
+    assert res.returncode == 0, res.stderr
+    times = [r["time_start"] for r in json.loads(res.stdout)]
+    assert times == ["2026-11-30T05:59:00+01:00", "2026-11-30T06:10:00+01:00",
+                     "2026-11-30T06:50:00+01:00"]
+    res = run("top", "--store", str(store), "-s", "dstport", "--format", "csv", "--tz", "+5:30")
+    assert res.returncode == 0, res.stderr
+    assert "2026-11-30T10:40:00+05:30" in res.stdout  # port 1's first seen, 05:10 UTC
+    res = run("query", "--store", str(store), "--format", "json", "--oldest-first")
+    assert json.loads(res.stdout)[0]["time_start"] == "2026-11-30T04:59:00Z"  # UTC by default
+    res = run("query", "--store", str(store), "--tz", "Europe/Berlin", "-n", "1")
+    assert res.returncode == 0 and "06:50:00" in res.stdout  # the terminal table as well

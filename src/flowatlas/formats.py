@@ -25,12 +25,29 @@ def _is_address(field: pa.Field) -> bool:
     return bool(fixed16 or (pa.types.is_binary(field.type) and field.name in ADDRESS_COLUMNS))
 
 
+_UTC = ("UTC", "Etc/UTC", "+00:00", "Z")
+
+
+def in_zone(table: pa.Table, tz: str | None) -> pa.Table:
+    """Timestamps to be shown in ``tz`` (an IANA name or +HH:MM): a change of type only."""
+    if tz is None or tz in _UTC:
+        return table
+    fields = [pa.field(f.name, pa.timestamp("us", tz=tz)) if pa.types.is_timestamp(f.type) else f
+              for f in table.schema]
+    return table.cast(pa.schema(fields))
+
+
 def readable(table: pa.Table) -> pa.Table:
     """The same table with addresses as text and timestamps as ISO 8601 strings (vectorised)."""
     columns = []
     for field, col in zip(table.schema, table.columns, strict=True):
         if _is_address(field):
             col = pa.array(unpack_many(col), pa.string())
+        elif pa.types.is_timestamp(field.type) and field.type.tz not in (None, *_UTC):
+            # A display zone (--tz) is carried as the column's zone: local time and offset.
+            text = pc.strftime(col.cast(pa.timestamp("us", tz=field.type.tz)),
+                               format="%Y-%m-%dT%H:%M:%S%Ez")
+            col = pc.replace_substring_regex(text, r"\.000000([+-])", "\\1")
         elif pa.types.is_timestamp(field.type):
             text = pc.strftime(col.cast(pa.timestamp("us", tz="UTC")), format="%Y-%m-%dT%H:%M:%SZ")
             col = pc.replace_substring_regex(text, r"\.000000Z$", "Z")

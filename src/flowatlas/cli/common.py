@@ -88,10 +88,21 @@ def window_from(since: str | None, until: str | None) -> Window:
         raise InputError(str(exc)) from exc
 
 
-def render(table: pa.Table, fmt: str, title: str | None = None) -> None:
-    """Print a result table in the chosen format."""
-    from flowatlas.formats import iter_csv, iter_ndjson, to_json, to_records
+def display_zone() -> str | None:
+    """The --tz of the running command (None: UTC), checked by window_from."""
+    from flowatlas.query.window import parse_zone, zone_name
 
+    try:
+        return zone_name(parse_zone(_window_meta().get("tz")))
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
+
+
+def render(table: pa.Table, fmt: str, title: str | None = None) -> None:
+    """Print a result table in the chosen format, times in the --tz zone."""
+    from flowatlas.formats import in_zone, iter_csv, iter_ndjson, to_json, to_records
+
+    table = in_zone(table, display_zone())
     if fmt == "csv":
         for chunk in iter_csv([table]):
             click.echo(chunk, nl=False)

@@ -11,6 +11,7 @@ from flowatlas.addresses import AddressError, unpack_many
 from flowatlas.atlas import Atlas
 from flowatlas.cli.common import (
     InputError,
+    display_zone,
     format_option,
     render,
     render_rich,
@@ -19,7 +20,7 @@ from flowatlas.cli.common import (
     window_from,
     window_options,
 )
-from flowatlas.formats import flow_lines, to_records
+from flowatlas.formats import flow_lines, in_zone, to_records
 from flowatlas.importers import IMPORT_FORMATS, ImportError_, import_file
 from flowatlas.query.filter import FilterSyntaxError, parse_filter
 from flowatlas.query.model import QueryError, Selection, parse_stat
@@ -80,7 +81,7 @@ def query_cmd(filter_words: tuple[str, ...], store_path: str, since: str | None,
             render(table, fmt, title=f"{table.num_rows} aggregated records")
             return
         table = atlas.flows(sel, limit=limit, oldest_first=oldest_first)
-        shown = flow_lines(table) if fmt == "table" else table
+        shown = flow_lines(in_zone(table, display_zone())) if fmt == "table" else table
         render(shown, fmt, title=f"{table.num_rows} flows")
 
 

@@ -44,6 +44,18 @@ def parse_zone(name: str | None) -> tzinfo:
                           "Europe/Berlin, UTC, or an offset such as +02:00") from None
 
 
+def zone_name(tz: tzinfo) -> str | None:
+    """How Arrow names ``tz`` (an IANA key or +HH:MM); None for UTC."""
+    if isinstance(tz, ZoneInfo):
+        return None if tz.key in ("UTC", "Etc/UTC") else tz.key
+    offset = tz.utcoffset(None)
+    if offset is None or offset == timedelta(0):
+        return None
+    minutes = int(offset.total_seconds() // 60)
+    sign = "+" if minutes >= 0 else "-"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
 def _midnight(now: datetime, tz: tzinfo) -> datetime:
     local = now.astimezone(tz)
     return datetime(local.year, local.month, local.day, tzinfo=tz).astimezone(UTC)
