@@ -101,3 +101,80 @@ def test_bad_collect_endpoint_and_missing_store(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="no flowatlas store"):
         Service(tmp_path / "missing")
     assert not (tmp_path / "missing").exists()
+
+
+def test_serve_and_collect_take_their_settings(tmp_path: Path) -> None:
+    """`serve` listens where the settings say (here: the environment), and a bad setting stops
+    `serve` and `collect` with one line naming it (exit 2), before anything is created."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+    from service_fixtures import free_port
+
+    cli = [sys.executable, "-m", "flowatlas.cli"]
+    port = free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "FLOWATLAS_SERVICE_PORT": str(port)}
+    proc = subprocess.Popen([*cli, "serve", "--store", str(tmp_path / "s"), "--demo"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stderr is not None
+        while "serving" not in (line := proc.stderr.readline()):
+            assert line, "serve exited before serving"
+        assert f"http://127.0.0.1:{port}" in line
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).json() == {
+                    "status": "ok"}
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+    for command in (["serve"], ["collect", "--listen", "127.0.0.1:0"]):
+        bad = {**os.environ, "FLOWATLAS_ENGINE_MEMORY_LIMIT": "plenty",
+               "FLOWATLAS_COLLECTOR_BATCH_ROWS": "0"}
+        res = subprocess.run([*cli, *command, "--store", str(tmp_path / "new")],
+                             capture_output=True, text=True, env=bad, timeout=60)
+        assert res.returncode == 2, res.stderr
+        assert "(from FLOWATLAS_" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "new").exists()
+
+
+class Recorder:
+    """A component that notes when it runs (what a job runner's lifecycle looks like)."""
+
+    def __init__(self, name: str, log: list[str], fail_stop: bool = False) -> None:
+        self.name, self.log, self.fail_stop = name, log, fail_stop
+
+    def start(self, service: Service) -> None:
+        assert service.gate is not None and service.atlas is not None
+        self.log.append(f"start {self.name}")
+
+    def stop(self) -> None:
+        self.log.append(f"stop {self.name}")
+        if self.fail_stop:
+            raise RuntimeError("stuck")
+
+
+def test_attached_components_start_after_and_stop_before_the_service(tmp_path: Path) -> None:
+    FlowStore(tmp_path)
+    log: list[str] = []
+    reports: list[str] = []
+    service = Service(tmp_path, report=reports.append)
+    service.attach(Recorder("jobs", log, fail_stop=True))
+    assert log == []  # attached, not started
+    with service:
+        assert log == ["start jobs"]
+        service.attach(Recorder("console", log))
+        assert log == ["start jobs", "start console"]  # the service runs: started at once
+    assert log == ["start jobs", "start console", "stop console", "stop jobs"]
+    assert reports == ["stopping Recorder failed: stuck"]
+    assert service._maintenance_thread is not None and not service._maintenance_thread.is_alive()
+    with pytest.raises(ServiceError, match="stopped"):
+        service.start()

@@ -7,9 +7,10 @@ and the maintenance schedule. Front ends hang off it and never build those parts
 - the HTTP API is ``flowatlas.api.app.create_app(service)``;
 - the web console (issue 13) is a router that ``create_app`` includes from the same service, so
   every page goes through ``service.gate`` exactly as the API routes do;
-- the job runner (issue 14) is a component the service starts and stops beside the collector
-  and the maintenance thread (see ``start``/``stop``): it runs queued work through
-  ``service.atlas`` and ``service.gate`` and keeps its queue in ``service.control``.
+- the job runner (issue 14) is a :class:`Component` attached with :meth:`Service.attach`: the
+  service starts it after the collector and the maintenance thread and stops it before them;
+  it runs queued work through ``service.atlas`` and ``service.gate`` and keeps its queue in
+  ``service.control``.
 
 ``start()`` launches the background threads, ``stop()`` ends them and closes what the service
 opened; the service is also a context manager. A service that was never started is still a
@@ -25,7 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from flowatlas.atlas import Atlas
 from flowatlas.collect.status import STATUS_FILE as COLLECTOR_STATUS_FILE
@@ -42,6 +43,15 @@ if TYPE_CHECKING:
 
 class ServiceError(RuntimeError):
     """The service cannot start as configured (a bad collect endpoint, a busy port...)."""
+
+
+class Component(Protocol):
+    """Something that runs with the service (a job runner): ``start`` is given the service and
+    returns once it is running; ``stop`` ends it and returns once it has."""
+
+    def start(self, service: Service) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 def _stderr(message: str) -> None:
@@ -76,6 +86,9 @@ class Service:
         self._collector_thread: threading.Thread | None = None
         self._maintenance_thread: threading.Thread | None = None
         self._maintenance_store: FlowStore | None = None
+        self._components: list[Component] = []
+        self._running: list[Component] = []
+        self._started = False
         self._stopping = threading.Event()
         self._closed = False
 
@@ -86,15 +99,37 @@ class Service:
 
     # -- lifecycle ----------------------------------------------------------------------------
 
+    def attach(self, component: Component) -> Component:
+        """Run ``component`` with the service: started by :meth:`start` after the collector
+        and the maintenance thread (at once if the service runs already), stopped by
+        :meth:`stop` before them, the last attached first."""
+        if self._closed:
+            raise ServiceError("the service is stopped")
+        self._components.append(component)
+        if self._started:
+            self._start_component(component)
+        return component
+
     def start(self, *, maintenance: bool = True) -> Service:
-        """Start the collector (if endpoints were given) and the maintenance schedule."""
+        """Start the collector (if endpoints were given), the maintenance schedule and the
+        attached components."""
+        if self._closed:
+            raise ServiceError("the service is stopped")
         if self.listens and self.collector is None:
             self._start_collector()
         if maintenance and self._maintenance_thread is None:
             self._maintenance_thread = threading.Thread(
                 target=self._maintenance_loop, name="flowatlas-maintenance", daemon=True)
             self._maintenance_thread.start()
+        self._started = True
+        for component in self._components:
+            if component not in self._running:
+                self._start_component(component)
         return self
+
+    def _start_component(self, component: Component) -> None:
+        component.start(self)
+        self._running.append(component)
 
     def stop(self) -> None:
         """Stop the threads (the collector flushes what it holds), then close the store's
@@ -102,6 +137,12 @@ class Service:
         if self._closed:
             return
         self._closed = True
+        for component in reversed(self._running):
+            try:
+                component.stop()
+            except Exception as exc:  # the rest must still stop and close
+                self.report(f"stopping {type(component).__name__} failed: {exc}")
+        self._running.clear()
         self._stopping.set()
         if self.collector is not None:
             self.collector.stop()
