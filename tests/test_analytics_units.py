@@ -13,6 +13,7 @@ from flowatlas.analytics import NetClassTable, find_beacons, peer_graph
 from flowatlas.analytics.frame import AnalyticsError, addr_key
 from flowatlas.analytics.groups import spearman
 from flowatlas.atlas import Atlas
+from flowatlas.ranges import NetClassError
 from flowatlas.store import FlowStore
 
 DAYS = 3 * 86_400
@@ -91,7 +92,7 @@ def test_netclass_most_specific_wins(tmp_path: Path) -> None:
                                            "2001:db8::1")])
     assert table.lookup(keys) == ["enterprise", "cdn", "enterprise", "unknown", "hosting"]
     path.write_text("10.0.0.0/33,cdn\n")
-    with pytest.raises(AnalyticsError, match="row 1"):
+    with pytest.raises(NetClassError, match="row 1"):
         NetClassTable.load(path)
 
 

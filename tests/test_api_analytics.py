@@ -18,7 +18,7 @@ from analytics_helpers import flows as make_flows
 from service_fixtures import ENTERPRISE_NET, NOW, Service, build_service, flow_table
 
 from flowatlas.addresses import pack_many, parse_prefix
-from flowatlas.governance.ranges import in_prefixes
+from flowatlas.ranges import in_prefixes
 from flowatlas.schema import conform
 
 ENT = parse_prefix(ENTERPRISE_NET)

@@ -30,8 +30,8 @@ from service_fixtures import free_port as free_tcp_port
 from flowatlas.addresses import pack_many, parse_prefix
 from flowatlas.collect.datagram import Decoder
 from flowatlas.governance.controlplane import ControlPlane
-from flowatlas.governance.ranges import in_prefixes
 from flowatlas.ingest import pipeline_for
+from flowatlas.ranges import in_prefixes
 from flowatlas.store import FlowStore
 
 OPTED_OUT = "10.1.0.0/28"

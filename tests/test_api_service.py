@@ -18,7 +18,7 @@ from service_fixtures import ENTERPRISE_NET, RESIDENTIAL_NET, Service, build_ser
 
 from flowatlas.addresses import pack_many, parse_prefix
 from flowatlas.cli.main import cli
-from flowatlas.governance.ranges import in_prefixes
+from flowatlas.ranges import in_prefixes
 
 ENT = parse_prefix(ENTERPRISE_NET)
 RES = parse_prefix(RESIDENTIAL_NET)

@@ -193,7 +193,7 @@ def test_prefix_classes_use_the_analytics_lookup_most_specific_wins(tmp_path: Pa
     from flowatlas.analytics.netclass import NetClassTable
     from flowatlas.governance.classes import PSEUDONYMISED, PrefixClasses
     from flowatlas.governance.pseudonym import pseudonymise_table
-    from flowatlas.governance.ranges import in_classes, in_prefixes
+    from flowatlas.ranges import in_classes, in_prefixes
 
     control = ControlPlane(tmp_path / "control.sqlite")
     classes = PrefixClasses(control)

@@ -12,7 +12,7 @@ import pytest
 from service_fixtures import ENTERPRISE_HOSTS, RESIDENTIAL_NET, Service, build_service
 
 from flowatlas.addresses import pack_many, parse_prefix
-from flowatlas.governance.ranges import in_prefixes
+from flowatlas.ranges import in_prefixes
 
 RES = parse_prefix(RESIDENTIAL_NET)
 

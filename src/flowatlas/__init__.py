@@ -54,7 +54,7 @@ _EXPORTS: dict[str, str] = {
     "trace": "flowatlas.analytics.trace",
     "TraceParams": "flowatlas.analytics.trace",
     "TraceReport": "flowatlas.analytics.trace",
-    "NetClassTable": "flowatlas.analytics.netclass",
+    "NetClassTable": "flowatlas.ranges",
     # files in, for a store
     "import_file": "flowatlas.importers",
     # errors: each a ValueError/RuntimeError subclass with a one-line message
@@ -62,6 +62,7 @@ _EXPORTS: dict[str, str] = {
     "AnalyticsError": "flowatlas.analytics.frame",
     "EngineError": "flowatlas.engines.base",
     "FilterSyntaxError": "flowatlas.query.filter",
+    "NetClassError": "flowatlas.ranges",
     "QueryError": "flowatlas.query.model",
     "StoreError": "flowatlas.store",
     "WindowError": "flowatlas.query.window",
@@ -85,6 +86,7 @@ __all__ = [
     "FlagsMatch",
     "FlowStore",
     "FlowsQuery",
+    "NetClassError",
     "NetClassTable",
     "Not",
     "NumMatch",
@@ -120,7 +122,6 @@ if TYPE_CHECKING:  # what mypy and IDEs see; at run time __getattr__ imports on 
     from flowatlas.analytics.beacons import BeaconReport, find_beacons
     from flowatlas.analytics.frame import AnalyticsError
     from flowatlas.analytics.graph import PeerGraph, peer_graph
-    from flowatlas.analytics.netclass import NetClassTable
     from flowatlas.analytics.trace import TraceParams, TraceReport, trace
     from flowatlas.analytics.victims import VictimReport, classify_peers
     from flowatlas.atlas import Atlas, Profile
@@ -142,6 +143,7 @@ if TYPE_CHECKING:  # what mypy and IDEs see; at run time __getattr__ imports on 
     from flowatlas.query.filter import FilterSyntaxError, parse_filter
     from flowatlas.query.model import MAX_LIMIT, AggregateQuery, FlowsQuery, QueryError, Selection
     from flowatlas.query.window import Window, WindowError, parse_time
+    from flowatlas.ranges import NetClassError, NetClassTable
     from flowatlas.schema import FLOW_SCHEMA
     from flowatlas.store import FlowStore, StoreError
 

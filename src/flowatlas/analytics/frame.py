@@ -1,7 +1,8 @@
 """Flows as plain numpy columns: what every analytic computes on.
 
-Addresses become ``V16`` scalars (the 16 canonical bytes), which numpy sorts and compares
-bytewise, so grouping and joining by address needs no per-row Python. Times are int64 µs.
+Addresses become ``V16`` scalars (the 16 canonical bytes, see :mod:`flowatlas.ranges`), which
+numpy sorts and compares bytewise, so grouping and joining by address needs no per-row Python.
+Times are int64 µs.
 """
 
 from __future__ import annotations
@@ -13,29 +14,25 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from flowatlas.addresses import Prefix, from_matrix, pack, parse_prefix, to_matrix, unpack_many
+from flowatlas.addresses import Prefix, pack, parse_prefix
 from flowatlas.atlas import Atlas
 from flowatlas.query.expr import AddrMatch, Direction, Expr, conjoin
 from flowatlas.query.model import MAX_LIMIT, Selection
 from flowatlas.query.plan import MAX_HINT_PREFIXES
 
-ADDR = np.dtype("V16")
-Addrs = npt.NDArray[np.void]
+# The 16-byte keys and range sets live in flowatlas.ranges (governance uses them too); the
+# analytics import them from here as before.
+from flowatlas.ranges import ADDR as ADDR
+from flowatlas.ranges import Addrs as Addrs
+from flowatlas.ranges import RangeSet as RangeSet
+from flowatlas.ranges import addr_keys as addr_keys
+from flowatlas.ranges import addr_text as addr_text
+from flowatlas.ranges import key_prefix as key_prefix
+from flowatlas.ranges import key_prefixes as key_prefixes
 
 
 class AnalyticsError(ValueError):
     """Input an investigation cannot work with (bad address, empty window, ...)."""
-
-
-def addr_keys(column: pa.Array | pa.ChunkedArray) -> Addrs:
-    """An Arrow address column as ``V16`` scalars (one copy)."""
-    return np.ascontiguousarray(to_matrix(column)).view(ADDR).ravel()
-
-
-def addr_text(keys: Addrs) -> list[str]:
-    if len(keys) == 0:
-        return []
-    return unpack_many(from_matrix(np.ascontiguousarray(keys).view(np.uint8).reshape(-1, 16)))
 
 
 def addr_key(text: str) -> np.void:
@@ -57,18 +54,6 @@ def parse_addresses(texts: list[str] | tuple[str, ...], what: str = "address") -
     if not out:
         raise AnalyticsError(f"give at least one {what}")
     return out
-
-
-def key_prefixes(keys: Addrs) -> list[Prefix]:
-    """Single-address prefixes for many keys (one text conversion for all of them)."""
-    texts = addr_text(np.asarray(keys, dtype=ADDR))
-    return [Prefix(k.tobytes(), k.tobytes(), t) for k, t in zip(keys, texts, strict=True)]
-
-
-def key_prefix(key: np.void) -> Prefix:
-    raw = key.tobytes()
-    text = addr_text(np.array([key], dtype=ADDR))[0]
-    return Prefix(raw, raw, text)
 
 
 @dataclass
@@ -165,32 +150,3 @@ def fetch_touching(atlas: Atlas, direction: Direction, prefixes: list[Prefix],
             frame = frame.take(~(earlier.contains(frame.src) | earlier.contains(frame.dst)))
         frames.append(frame)
     return FlowFrame.concat(frames)
-
-
-class RangeSet:
-    """Membership of addresses in a set of prefixes, vectorised (overlaps merged)."""
-
-    def __init__(self, prefixes: list[Prefix]) -> None:
-        pairs = sorted((p.low, p.high) for p in prefixes)
-        lows: list[bytes] = []
-        highs: list[bytes] = []
-        for low, high in pairs:
-            if highs and low <= highs[-1]:
-                highs[-1] = max(highs[-1], high)
-            else:
-                lows.append(low)
-                highs.append(high)
-        self.lows = np.array(lows, dtype=ADDR)
-        self.highs = np.array(highs, dtype=ADDR)
-
-    def index(self, keys: Addrs) -> npt.NDArray[np.intp]:
-        """Index of the merged range holding each key, or -1."""
-        if len(self.lows) == 0:
-            return np.full(len(keys), -1, dtype=np.intp)
-        idx = np.searchsorted(self.lows, keys, side="right") - 1
-        # Void scalars have no <=; the count of range ends below a key says the same.
-        below = np.searchsorted(self.highs, keys, side="left")
-        return np.where((idx >= 0) & (below == idx), idx, -1)
-
-    def contains(self, keys: Addrs) -> npt.NDArray[np.bool_]:
-        return self.index(keys) >= 0

@@ -9,7 +9,6 @@ import click
 
 from flowatlas.addresses import AddressError
 from flowatlas.analytics.frame import AnalyticsError
-from flowatlas.analytics.netclass import NetClassTable
 from flowatlas.atlas import Atlas
 from flowatlas.cli.common import (
     InputError,
@@ -23,9 +22,10 @@ from flowatlas.cli.common import (
 from flowatlas.query.filter import FilterSyntaxError
 from flowatlas.query.model import QueryError, Selection
 from flowatlas.query.window import WindowError, parse_time
+from flowatlas.ranges import NetClassError, NetClassTable
 from flowatlas.store import FlowStore, StoreError
 
-_USER_ERRORS = (AnalyticsError, StoreError, QueryError, AddressError, WindowError,
+_USER_ERRORS = (AnalyticsError, NetClassError, StoreError, QueryError, AddressError, WindowError,
                 FilterSyntaxError)
 
 

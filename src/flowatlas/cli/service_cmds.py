@@ -10,8 +10,6 @@ from datetime import UTC, datetime
 import click
 import pyarrow as pa
 
-from flowatlas.analytics.frame import AnalyticsError
-from flowatlas.analytics.netclass import read_rows
 from flowatlas.cli.common import (
     InputError,
     format_option,
@@ -33,6 +31,7 @@ from flowatlas.governance.tenants import (
     TenantRegistry,
     parse_quota_assignments,
 )
+from flowatlas.ranges import NetClassError, read_rows
 from flowatlas.settings import SettingsError
 from flowatlas.store import StoreError
 
@@ -436,7 +435,7 @@ def classes_set(store_path: str, prefix: str, cls: str) -> None:
 @classes.command("import")
 @store_option
 @click.argument("path", type=click.Path(dir_okay=False, exists=True))
-@user_errors(*_ERRORS, AnalyticsError)
+@user_errors(*_ERRORS, NetClassError)
 def classes_import(store_path: str, path: str) -> None:
     """Set classes from a CSV of prefix,class[,asn] (e.g. the simulator's *.prefixes.csv)."""
     rows = read_rows(path)

@@ -1,7 +1,7 @@
 """The operator's prefix-class table: which address space is residential/eyeball.
 
 Counterpart addresses inside a pseudonymised class are returned as Crypto-PAn pseudonyms.
-SQLite is the operator-maintained store; lookups go through ``analytics.netclass.NetClassTable``
+SQLite is the operator-maintained store; lookups go through ``flowatlas.ranges.NetClassTable``
 built from it, the same implementation the investigations use for their ``--netclass`` tables.
 """
 
@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 
 from flowatlas.addresses import AddressError, Prefix, parse_prefix
-from flowatlas.analytics.netclass import NetClassTable
 from flowatlas.governance.changes import Actor, ChangeLog
 from flowatlas.governance.controlplane import ControlPlane
+from flowatlas.ranges import NetClassTable
 
 PSEUDONYMISED = frozenset({"residential", "eyeball"})
 _CLASS = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")

@@ -21,7 +21,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from flowatlas.addresses import AddressError, Prefix
-from flowatlas.analytics.netclass import NetClassTable
 from flowatlas.governance.audit import AuditLog
 from flowatlas.governance.classes import PSEUDONYMISED, PrefixClasses
 from flowatlas.governance.controlplane import ControlPlane
@@ -35,13 +34,13 @@ from flowatlas.governance.quotas import (
     QuotaLedger,
     Usage,
 )
-from flowatlas.governance.ranges import in_classes
 from flowatlas.governance.scope import ScopeError, address_terms, outside_scope, scope_for
 from flowatlas.governance.tenants import Role, Tenant
 from flowatlas.query.expr import ALL, Expr
 from flowatlas.query.filter import FilterSyntaxError, parse_filter
 from flowatlas.query.model import Selection
 from flowatlas.query.window import Window, WindowError, parse_time
+from flowatlas.ranges import NetClassTable, in_classes
 
 FLOW_ROLES = frozenset({Role.ADMIN, Role.ANALYST, Role.ENTERPRISE})
 AUDIT_ROLES = frozenset({Role.ADMIN, Role.AUDITOR})

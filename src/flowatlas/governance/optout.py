@@ -19,7 +19,7 @@ from flowatlas.addresses import AddressError, Prefix, parse_prefix
 from flowatlas.governance.audit import AuditLog
 from flowatlas.governance.changes import Actor, ChangeLog
 from flowatlas.governance.controlplane import ControlPlane
-from flowatlas.governance.ranges import in_prefixes
+from flowatlas.ranges import in_prefixes
 from flowatlas.store import FlowStore
 
 

@@ -25,9 +25,8 @@ from flowatlas.addresses import (
     unpack,
     unpack_many,
 )
-from flowatlas.analytics.netclass import NetClassTable
 from flowatlas.governance.classes import PSEUDONYMISED
-from flowatlas.governance.ranges import in_classes, in_prefixes
+from flowatlas.ranges import NetClassTable, in_classes, in_prefixes
 
 _V4_BATCH = 4096
 _V6_BATCH = 256

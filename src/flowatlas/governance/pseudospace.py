@@ -19,10 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from flowatlas.addresses import Prefix, pack, parse_prefix, unpack
-from flowatlas.analytics.netclass import NetClassTable
 from flowatlas.governance.classes import PSEUDONYMISED
 from flowatlas.governance.pseudonym import CryptoPAn
 from flowatlas.query.expr import ALL, AddrMatch, And, Expr, Not, Or, RouterMatch
+from flowatlas.ranges import NetClassTable
 
 Range = tuple[int, int]
 _V4_BASE = 0xFFFF << 32

@@ -14,9 +14,9 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from flowatlas.addresses import Prefix
-from flowatlas.governance.ranges import in_prefixes
 from flowatlas.governance.tenants import Role, Tenant
 from flowatlas.query.expr import ALL, AddrMatch, All, And, Direction, Expr, Not, Or
+from flowatlas.ranges import in_prefixes
 
 
 class ScopeError(PermissionError):
