@@ -176,3 +176,19 @@ def test_unregistered_exporters_are_counted_not_stored(tmp_path: object) -> None
     assert d.decode(msg, "198.51.100.1", 1.0) is None
     assert d.status.totals()["unregistered"] == 1
     assert int(pc.sum(t["packets"]).as_py()) == 3
+
+
+@pytest.mark.parametrize(("datagram", "reason"), [
+    (b"\x00\x05\x00\x01" + bytes(12), "v5_truncated_header"),
+    (b"\x00\x05\x00\x00" + bytes(20), "v5_bad_record_count"),
+    (b"\x00\x05\x00\x1f" + bytes(20 + 31 * 48), "v5_bad_record_count"),
+    (b"\x00\x05\x00\x02" + bytes(20 + 48), "v5_truncated_records"),
+])
+def test_malformed_v5_is_counted_by_reason(datagram: bytes, reason: str) -> None:
+    """Malformed v5 leaves the batched path and is counted under what is wrong with it."""
+    d = Decoder()
+    assert d.decode(datagram, "192.0.2.1", 1.0) is None
+    assert dict(d.status.reasons) == {reason: 1}
+    good = b"\x00\x05\x00\x01" + bytes(20) + bytes(48)
+    table = d.decode(good, "192.0.2.1", 1.0)
+    assert table is not None and table.num_rows == 1

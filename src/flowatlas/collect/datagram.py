@@ -235,12 +235,13 @@ class Decoder:
         if len(data) < 4:
             self.status.skip(exp, "truncated_header")
             return
+        # Well-formed v5 and every v9/IPFIX message of length >= 4 were batched by the caller;
+        # what is left is sFlow, malformed v5 (counted by reason) and the unknown.
         version = int.from_bytes(data[:2], "big")
         if version == 5:
-            self._v5(data, exp, c, batch)
-        elif version in (9, 10):
-            self._templated(data, exp, c, batch)
-        elif version == 0 and data[2:4] == b"\x00\x05":
+            self.status.skip(exp, f"v5_{netflow5.rejection(data)}")
+            return
+        if version == 0 and data[2:4] == b"\x00\x05":
             self._sflow(data, exp, c, batch, int(self._now * 1_000_000))
         else:
             self.status.skip(exp, "unknown_version")
@@ -249,11 +250,6 @@ class Decoder:
 
     def _finish(self, batch: _Batch) -> pa.Table | None:
         parts: list[tuple[bytes, int, Columns]] = list(batch.parts)
-        for exp, v5 in batch.v5.items():
-            cols = netflow5.decode_records(b"".join(v5.chunks), v5.per_record(v5.export_us),
-                                           v5.per_record(v5.uptime_ms))
-            cols["sampling_rate"] = v5.per_record(v5.rates).astype(np.uint32)
-            parts.append((exp, sum(v5.counts), cols))
         for exp, samples in batch.sflow.items():
             c = self.status.of(exp)
             missing, dropped = sflow.account(self.sequences, exp, samples.runs)
@@ -272,20 +268,6 @@ class Decoder:
         return to_table([(n, cols) for _, n, cols in parts])
 
     # -- NetFlow v5 -------------------------------------------------------------------------
-
-    def _v5(self, data: bytes, exp: bytes, c: ExporterCounters, batch: _Batch) -> None:
-        try:
-            h = netflow5.parse_header(data)
-        except netflow5.V5Error as exc:
-            self.status.skip(exp, f"v5_{str(exc).replace(' ', '_')}")
-            return
-        self._sequence(c, (exp, h.domain, 5), h.sequence, h.count, Unit.RECORDS)
-        group = batch.v5.get(exp)
-        if group is None:
-            group = batch.v5[exp] = _Chunks()
-        end = netflow5.HEADER.size + h.count * netflow5.RECORD.itemsize
-        group.add(data[netflow5.HEADER.size:end], h.count, h.export_us, h.uptime_ms,
-                  h.sampling_rate)
 
     def _v5_batch(self, buf: npt.NDArray[np.uint8], start: I64, exp_idx: I64,
                   addresses: list[bytes], batch: _Batch) -> None:
@@ -603,27 +585,6 @@ class Decoder:
             c.lost += step.lost
 
 
-@dataclass
-class _Chunks:
-    """Record bytes of several datagrams with the per-datagram header values they need."""
-
-    chunks: list[bytes] = field(default_factory=list)
-    counts: list[int] = field(default_factory=list)
-    export_us: list[int] = field(default_factory=list)
-    uptime_ms: list[int] = field(default_factory=list)
-    rates: list[int] = field(default_factory=list)
-
-    def add(self, chunk: bytes, n: int, export_us: int, uptime_ms: int, rate: int) -> None:
-        self.chunks.append(chunk)
-        self.counts.append(n)
-        self.export_us.append(export_us)
-        self.uptime_ms.append(uptime_ms)
-        self.rates.append(rate)
-
-    def per_record(self, per_chunk: list[int]) -> npt.NDArray[np.int64]:
-        return np.repeat(np.asarray(per_chunk, dtype=np.int64), self.counts)
-
-
 class _TemplateGroup:
     """Data sets of one fixed-length template, decoded together in one numpy pass."""
 
@@ -637,7 +598,6 @@ class _TemplateGroup:
 @dataclass
 class _Batch:
     groups: dict[TemplateKey, _TemplateGroup] = field(default_factory=dict)
-    v5: dict[bytes, _Chunks] = field(default_factory=dict)
     sflow: dict[bytes, sflow.SFlowSamples] = field(default_factory=dict)
     parts: list[tuple[bytes, int, Columns]] = field(default_factory=list)
     sources: dict[bytes, tuple[int, int | None]] = field(default_factory=dict)

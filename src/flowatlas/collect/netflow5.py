@@ -24,33 +24,16 @@ assert RECORD.itemsize == 48
 MAX_RECORDS = 30  # per Cisco's format definition; more is a malformed header
 
 
-class V5Error(ValueError):
-    pass
-
-
-@dataclass(frozen=True)
-class V5Header:
-    count: int
-    sequence: int
-    domain: int
-    """engine_type << 8 | engine_id: the v5 stand-in for a source id."""
-    sampling_rate: int
-    export_us: int
-    uptime_ms: int
-
-
-def parse_header(data: bytes) -> V5Header:
-    """Check one datagram; its records are ``data[24:24 + 48 * count]``."""
+def rejection(data: bytes) -> str:
+    """Why :func:`well_formed` rejects this datagram (the skip reason the collector counts)."""
     if len(data) < HEADER.size:
-        raise V5Error("truncated header")
-    (_, count, uptime, secs, nsecs, seq, etype, eid, sampling) = HEADER.unpack_from(data)
+        return "truncated_header"
+    count = int.from_bytes(data[2:4], "big")
     if count == 0 or count > MAX_RECORDS:
-        raise V5Error("bad record count")
+        return "bad_record_count"
     if len(data) < HEADER.size + count * RECORD.itemsize:
-        raise V5Error("truncated records")
-    rate = sampling & 0x3FFF
-    return V5Header(count, seq, etype << 8 | eid, rate or 1, secs * 1_000_000 + nsecs // 1000,
-                    uptime)
+        return "truncated_records"
+    raise ValueError("a well-formed NetFlow v5 datagram was taken for a malformed one")
 
 
 @dataclass(frozen=True)
@@ -67,7 +50,7 @@ class V5Headers:
 
 def well_formed(buf: npt.NDArray[np.uint8], start: npt.NDArray[np.int64],
                 length: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
-    """Datagrams ``parse_header`` would accept (the others go to it to count the reason);
+    """Datagrams whose header and records are all there (the others go to :func:`rejection`);
     ``buf`` must extend at least 24 bytes past every start."""
     count = be16(buf, start + 2)
     return ((length >= HEADER.size) & (count > 0) & (count <= MAX_RECORDS)
