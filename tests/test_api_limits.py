@@ -12,7 +12,7 @@ import pytest
 from service_fixtures import ENTERPRISE_NET, Service, build_service
 
 from flowatlas.addresses import parse_prefix, unpack
-from flowatlas.governance.ranges import in_prefixes
+from flowatlas.ranges import in_prefixes
 
 ENT = parse_prefix(ENTERPRISE_NET)
 

@@ -190,10 +190,9 @@ def test_tenant_and_key_validation(tmp_path: Path) -> None:
 
 
 def test_prefix_classes_use_the_analytics_lookup_most_specific_wins(tmp_path: Path) -> None:
-    from flowatlas.analytics.netclass import NetClassTable
     from flowatlas.governance.classes import PSEUDONYMISED, PrefixClasses
     from flowatlas.governance.pseudonym import pseudonymise_table
-    from flowatlas.ranges import in_classes, in_prefixes
+    from flowatlas.ranges import NetClassTable, in_classes, in_prefixes
 
     control = ControlPlane(tmp_path / "control.sqlite")
     classes = PrefixClasses(control)
