@@ -51,7 +51,7 @@ def test_query_csv_matches_filter(store: Path) -> None:
 
 
 def test_top_json_and_ip_profile(store: Path) -> None:
-    res = run("top", "-s", "dst_port", "-o", "bytes", "-n", "3", "--format", "json", store=store)
+    res = run("top", "-s", "dst_port", "--order", "bytes", "-n", "3", "--format", "json", store=store)
     assert res.returncode == 0, res.stderr
     top = json.loads(res.stdout)
     assert len(top) == 3 and top[0]["bytes"] >= top[1]["bytes"] >= top[2]["bytes"]

@@ -80,9 +80,9 @@ class Atlas:
     def flows(self, selection: Selection, limit: int = 100, oldest_first: bool = False) -> pa.Table:
         return self.engine.flows(FlowsQuery(selection, limit, oldest_first))
 
-    def iter_flows(self, selection: Selection, limit: int, batch_rows: int = 65_536
-                   ) -> Iterator[pa.RecordBatch]:
-        return self.engine.iter_flows(FlowsQuery(selection, limit), batch_rows)
+    def iter_flows(self, selection: Selection, limit: int, batch_rows: int = 65_536, *,
+                   oldest_first: bool = False) -> Iterator[pa.RecordBatch]:
+        return self.engine.iter_flows(FlowsQuery(selection, limit, oldest_first), batch_rows)
 
     def top(self, selection: Selection, by: str = "ip", order: str = "flows", n: int | None = 10,
             estimate: bool = False, *, shares: bool = False, rates: bool = False,

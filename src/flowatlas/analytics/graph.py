@@ -376,16 +376,26 @@ def _nodes(node_hop: dict[bytes, int], degree: dict[bytes, int], hub: dict[bytes
     text = addr_text(keys)
     flows: dict[str, int] = {}
     byts: dict[str, int] = {}
-    for col in ("a", "b"):
-        for addr, f, b in zip(edges.column(col).to_pylist(), edges.column("flows").to_pylist(),
-                              edges.column("bytes").to_pylist(), strict=True):
+    neighbours: dict[str, set[str]] = {}
+    for col, other in (("a", "b"), ("b", "a")):
+        for addr, peer, f, b in zip(edges.column(col).to_pylist(), edges.column(other).to_pylist(),
+                                    edges.column("flows").to_pylist(),
+                                    edges.column("bytes").to_pylist(), strict=True):
             flows[addr] = flows.get(addr, 0) + f
             byts[addr] = byts.get(addr, 0) + b
+            neighbours.setdefault(addr, set()).add(peer)
     raws = list(node_hop)
+    # Nodes the walk did not expand (the last hop's) were never counted over the window: their
+    # degree is what the graph shows of them, and why_leaf says so.
+    measured = [r in degree for r in raws]
+    why = [hub.get(r, unexpanded.get(r, "")) or
+           ("" if m else "hop limit: degree counts this graph's edges only")
+           for r, m in zip(raws, measured, strict=True)]
     return pa.table({
         "addr": text, "hop": [node_hop[r] for r in raws],
-        "degree": pa.array([degree.get(r) for r in raws], pa.int64()),
-        "hub": [r in hub for r in raws], "why_leaf": [hub.get(r, unexpanded.get(r, "")) for r in raws],
+        "degree": pa.array([degree[r] if m else len(neighbours.get(t, ()))
+                            for r, t, m in zip(raws, text, measured, strict=True)], pa.int64()),
+        "hub": [r in hub for r in raws], "why_leaf": why,
         "class": netclass.lookup(keys), "flows": [flows.get(t, 0) for t in text],
         "bytes": [byts.get(t, 0) for t in text],
     }).sort_by([("hop", "ascending"), ("bytes", "descending")])

@@ -62,11 +62,6 @@ class Session:
     rate: float
     records: FlowFrame
 
-    @property
-    def label(self) -> str:
-        s, d = addr_text(np.array([self.src, self.dst]))
-        return f"{s}:{self.sport} -> {d}:{self.dport}/{self.proto}"
-
 
 @dataclass
 class Candidate:
@@ -84,8 +79,8 @@ class Candidate:
 
 @dataclass
 class Hop:
-    relay: str
-    carried: str
+    relay: bytes  # 16-byte address of the relay this hop walked back from
+    carried: Session
     candidates: list[Candidate]
     threshold: float
     chosen: Candidate | None
@@ -104,52 +99,37 @@ class Chain:
 
 @dataclass
 class TraceReport:
+    """The best path (origin first, 16-byte addresses), its hops' evidence, and alternatives.
+
+    :func:`flowatlas.formats.reports.trace_tables` renders it, once, for the CLI and the API.
+    """
+
     target: str
     at: datetime
-    path: list[str]
+    nodes: list[bytes]
     confidence: float
     stopped: str
     hops: list[Hop]
-    alternatives: list[tuple[list[str], float, str]]
+    alternatives: list[tuple[list[bytes], float, str]]
+
+    @property
+    def path(self) -> list[str]:
+        """The best path as text, origin first."""
+        return addr_text(np.array([np.void(n) for n in self.nodes], dtype="V16"))
+
+    def to_tables(self) -> dict[str, pa.Table]:
+        from flowatlas.formats.reports import trace_tables
+
+        return trace_tables(self)
 
     def to_table(self) -> pa.Table:
-        rows: dict[str, list[Any]] = {k: [] for k in (
-            "hop", "relay", "candidate", "score", "rho", "rho_rev", "counting", "ratio",
-            "overlap", "offset_s", "accepted", "confidence")}
-        for i, hop in enumerate(self.hops, 1):
-            for c in hop.candidates[:5]:
-                rows["hop"].append(i)
-                rows["relay"].append(hop.relay)
-                rows["candidate"].append(c.session.label)
-                rows["score"].append(round(c.score, 3))
-                rows["rho"].append(round(c.rho, 3))
-                rows["rho_rev"].append(round(c.rho_reverse, 3))
-                rows["counting"].append(round(c.counting, 3))
-                rows["ratio"].append(round(c.ratio, 3))
-                rows["overlap"].append(round(c.overlap, 3))
-                rows["offset_s"].append(round(c.start_offset_s, 3))
-                rows["accepted"].append(c is hop.chosen)
-                rows["confidence"].append(round(c.confidence, 3))
-        return pa.table(rows)
+        """Each hop's best candidate sessions (16-byte addresses)."""
+        return self.to_tables()["candidates"]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "target": self.target, "at": self.at.isoformat(), "path": self.path,
-            "confidence": round(self.confidence, 4), "stopped": self.stopped,
-            "hops": [{"relay": h.relay, "carried": h.carried, "threshold": round(h.threshold, 3),
-                      "chosen": h.chosen.session.label if h.chosen else None,
-                      "confidence": round(h.confidence, 4), "note": h.note,
-                      "candidates": [{"session": c.session.label, "score": round(c.score, 4),
-                                      "rho": round(c.rho, 4), "rho_reverse": round(c.rho_reverse, 4),
-                                      "counting": round(c.counting, 4), "ratio": round(c.ratio, 4),
-                                      "overlap": round(c.overlap, 4),
-                                      "start_offset_s": round(c.start_offset_s, 4),
-                                      "confidence": round(c.confidence, 4)}
-                                     for c in h.candidates[:10]]}
-                     for h in self.hops],
-            "alternatives": [{"path": p, "confidence": round(c, 4), "stopped": s}
-                             for p, c, s in self.alternatives],
-        }
+        from flowatlas.formats.reports import trace_document
+
+        return trace_document(self, self.to_tables())
 
 
 @dataclass(frozen=True)
@@ -216,10 +196,9 @@ def trace(atlas: Atlas, target: str, at: datetime, *, from_relay: str | None = N
         finals.append(chain)
     finals.sort(key=lambda c: -c.log_conf)
     best = finals[0]
-    path = addr_text(np.array([np.void(n) for n in reversed(best.nodes)], dtype="V16"))
-    alts = [(addr_text(np.array([np.void(n) for n in reversed(c.nodes)], dtype="V16")),
-             math.exp(c.log_conf), c.stopped) for c in finals[1:5]]
-    return TraceReport(target, at, path, math.exp(best.log_conf), best.stopped, best.hops, alts)
+    alts = [(list(reversed(c.nodes)), math.exp(c.log_conf), c.stopped) for c in finals[1:5]]
+    return TraceReport(target, at, list(reversed(best.nodes)), math.exp(best.log_conf),
+                       best.stopped, best.hops, alts)
 
 
 def _with_choice(hop: Hop, cand: Candidate) -> Hop:
@@ -232,7 +211,6 @@ def _step(atlas: Atlas, base: Selection, chain: Chain, p: TraceParams,
           ) -> tuple[Hop, list[Candidate]]:
     s = chain.session
     relay = s.src
-    relay_text = addr_text(np.array([relay]))[0]
     pad = int((p.latency_s + 2 * p.slice_s) * US)
     ck = (relay.tobytes(), s.start, s.end)
     if ck not in cache:
@@ -268,15 +246,17 @@ def _step(atlas: Atlas, base: Selection, chain: Chain, p: TraceParams,
         c.accepted = c.rho >= threshold and c.score >= threshold
     accepted = [c for c in scored if c.accepted][: p.beam]
     if not scored:
-        note = f"no session reached {relay_text} around the carried session: origin or unseen hop"
+        # Notes name no address (the hop's relay column does): a pseudonymised relay must not
+        # come back in clear inside a sentence.
+        note = "no session reached the relay around the carried session: origin or unseen hop"
     elif not accepted:
-        note = (f"no candidate into {relay_text} beat the threshold {threshold:.2f} "
+        note = (f"no candidate into the relay beat the threshold {threshold:.2f} "
                 f"(best {scored[0].score:.2f} of {len(scored)})")
     else:
         note = f"{len(accepted)} of {len(scored)} candidates above {threshold:.2f}"
     # With nothing to choose from, stopping is certain as far as the flows show.
     stop = (float(prob[-1]) if scored else 1.0) * coverage
-    hop = Hop(relay_text, s.label, scored, threshold, accepted[0] if accepted else None,
+    hop = Hop(relay.tobytes(), s, scored, threshold, accepted[0] if accepted else None,
               accepted[0].confidence if accepted else stop, note)
     return hop, accepted
 

@@ -19,6 +19,8 @@ class Format(StrEnum):
     json = "json"
     csv = "csv"
     ndjson = "ndjson"
+    parquet = "parquet"
+    arrow = "arrow"
 
 
 def credential_from(request: Request) -> str | None:

@@ -1,4 +1,6 @@
-"""Results to HTTP responses: JSON documents, or CSV/NDJSON streamed in chunks.
+"""Results to HTTP responses: JSON documents, or CSV/NDJSON/Parquet/Arrow streamed in chunks.
+
+The bytes come from the same writers as the CLI's (:mod:`flowatlas.formats.bulk`).
 
 Streaming exports run the engine in a thread of their own that owns its DuckDB cursor (a cursor
 must stay on one thread, and a response iterator hops between pool threads); a small bounded
@@ -15,9 +17,9 @@ from typing import Any
 import pyarrow as pa
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from flowatlas.formats import iter_csv, iter_ndjson, to_records
+from flowatlas.formats import to_records
+from flowatlas.formats.bulk import MEDIA, iter_bulk
 
-MEDIA = {"csv": "text/csv; charset=utf-8", "ndjson": "application/x-ndjson"}
 _DONE = object()
 _QUEUE_CHUNKS = 4
 
@@ -29,7 +31,7 @@ def table_response(
         return JSONResponse(
             {**(extra or {}), "count": table.num_rows, "rows": to_records(table)}, headers=headers
         )
-    chunks = iter_csv([table]) if fmt == "csv" else iter_ndjson([table])
+    chunks = iter_bulk([table], fmt, schema=table.schema)
     return StreamingResponse(chunks, media_type=MEDIA[fmt], headers=headers)
 
 
@@ -55,19 +57,20 @@ def streamed(
     def worker() -> None:
         outcome = "ok"
         try:
-            render = iter_csv if fmt == "csv" else iter_ndjson
-            for chunk in render(produce()):
+            for chunk in iter_bulk(produce(), fmt):
                 if not put(chunk):
                     outcome = "aborted:client-gone"
                     break
         except Exception as exc:  # reported in-band: headers are already sent
             outcome = "error:stream"
-            put(f"\n# error: {exc}\n" if fmt == "csv" else f'{{"error": "{type(exc).__name__}"}}\n')
+            if fmt in ("csv", "ndjson"):  # binary formats end truncated: their readers say so
+                put((f"\n# error: {exc}\n" if fmt == "csv"
+                     else f'{{"error": "{type(exc).__name__}"}}\n').encode())
         finally:
             finish(outcome)
             put(_DONE)
 
-    def body() -> Iterator[str]:
+    def body() -> Iterator[bytes]:
         thread = threading.Thread(target=worker, name="flowatlas-export", daemon=True)
         thread.start()
         try:
@@ -75,7 +78,8 @@ def streamed(
                 item = q.get()
                 if item is _DONE:
                     return
-                yield str(item)
+                assert isinstance(item, bytes)
+                yield item
         finally:
             stop.set()
 

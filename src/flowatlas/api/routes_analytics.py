@@ -21,12 +21,12 @@ from fastapi.responses import JSONResponse
 
 from flowatlas.addresses import AddressError, Prefix, from_matrix, pack_many, parse_prefix
 from flowatlas.analytics.frame import AnalyticsError
-from flowatlas.analytics.trace import TraceReport
 from flowatlas.api.deps import AskedWindow, Credential, FilterText, Purpose
 from flowatlas.api.errors import ERROR_RESPONSES
 from flowatlas.api.routes_data import answering
 from flowatlas.atlas import Atlas
 from flowatlas.formats import to_records
+from flowatlas.formats.reports import trace_document, trace_tables
 from flowatlas.governance.gate import Gate, Ticket
 from flowatlas.query.model import QueryError
 from flowatlas.query.window import WindowError, parse_time
@@ -209,57 +209,9 @@ def analytics_router(atlas: Atlas, gate: Gate) -> APIRouter:
             clear = [p.text for p in ticket.targets]
             report = trace(atlas, clear[0], when, from_relay=clear[1] if from_relay else None,
                            params=tp, scope=ticket.selection)
-            path, candidates = _trace_tables(report)
-            path = gate.disclose(ticket, path)
-            candidates = gate.disclose(ticket, candidates)
-        body = {
-            "target": to,
-            "at": report.at.isoformat(),
-            "confidence": round(report.confidence, 4),
-            "stopped": ticket.scrub(report.stopped),
-            "path": to_records(path),
-            "candidates": to_records(candidates),
-        }
+            # The one rendering of a trace (as the CLI's), disclosed table by table.
+            tables = {name: gate.disclose(ticket, t) for name, t in trace_tables(report).items()}
+        body = trace_document(report, tables, target=to, scrub=ticket.scrub)
         return JSONResponse(body, headers=ticket.headers())
 
     return r
-
-
-def _trace_tables(report: TraceReport) -> tuple[pa.Table, pa.Table]:
-    """A trace as two tables with 16-byte addresses: the paths (best first: alternative 0) and
-    each hop's best candidate sessions."""
-    rows: dict[str, list[Any]] = {"alternative": [], "position": [], "addr": [],
-                                  "confidence": []}
-    paths = [(report.path, report.confidence), *[(p, c) for p, c, _ in report.alternatives]]
-    for alt, (path, conf) in enumerate(paths):
-        for pos, addr in enumerate(path):
-            rows["alternative"].append(alt)
-            rows["position"].append(pos)
-            rows["addr"].append(addr)
-            rows["confidence"].append(round(conf, 4))
-    path_table = binary(pa.table(rows, schema=_PATH_SCHEMA), ("addr",))
-    cand: dict[str, list[Any]] = {k: [] for k in _CANDIDATE_FIELDS}
-    for i, hop in enumerate(report.hops, 1):
-        for c in hop.candidates[:5]:
-            s = c.session
-            cand["hop"].append(i)
-            cand["src_addr"].append(s.src.tobytes())
-            cand["dst_addr"].append(s.dst.tobytes())
-            cand["src_port"].append(s.sport)
-            cand["dst_port"].append(s.dport)
-            cand["protocol"].append(s.proto)
-            cand["score"].append(round(c.score, 4))
-            cand["rho"].append(round(c.rho, 4))
-            cand["accepted"].append(c is hop.chosen)
-            cand["confidence"].append(round(c.confidence, 4))
-    types = {"hop": pa.int32(), "src_addr": pa.binary(16), "dst_addr": pa.binary(16),
-             "src_port": pa.int32(), "dst_port": pa.int32(), "protocol": pa.int32(),
-             "score": pa.float64(), "rho": pa.float64(), "accepted": pa.bool_(),
-             "confidence": pa.float64()}
-    return path_table, pa.table({k: pa.array(v, types[k]) for k, v in cand.items()})
-
-
-_PATH_SCHEMA = pa.schema([("alternative", pa.int32()), ("position", pa.int32()),
-                          ("addr", pa.string()), ("confidence", pa.float64())])
-_CANDIDATE_FIELDS = ("hop", "src_addr", "dst_addr", "src_port", "dst_port", "protocol", "score",
-                     "rho", "accepted", "confidence")

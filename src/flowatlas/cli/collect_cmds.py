@@ -6,7 +6,7 @@ import logging
 import sys
 from datetime import UTC
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import pyarrow as pa
@@ -22,6 +22,9 @@ from flowatlas.governance.sources import SourceRegistry
 from flowatlas.settings import SettingsError
 from flowatlas.settings import load as load_settings
 from flowatlas.store import FlowStore
+
+if TYPE_CHECKING:
+    from flowatlas.formats import OutputFormat
 
 
 @click.command("collect")
@@ -138,7 +141,7 @@ def sources_add(store_path: str, prefix: str, source_id: int, partner: str,
 @sources.command("list")
 @store_option
 @format_option
-def sources_list(store_path: str, fmt: str) -> None:
+def sources_list(store_path: str, fmt: OutputFormat) -> None:
     """List registered exporters."""
     reg = SourceRegistry.for_store(store_path)
     rows = reg.list()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 import click
 
@@ -14,6 +14,7 @@ import click
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from flowatlas.formats import OutputFormat
     from flowatlas.query.window import Window
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -65,12 +66,38 @@ def _window_meta() -> dict[str, str | None]:
 
 
 def format_option(f: F) -> F:
-    from flowatlas.formats import FORMATS
+    """``-o``/``--format`` for commands that print tables (see :func:`output_option`)."""
+    return output_option()(f)
 
-    return click.option(
-        "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
-        help="Output format.",
-    )(f)
+
+def output_option(*, flows: bool = False, extra: tuple[str, ...] = ()) -> Callable[[F], F]:
+    """``-o``/``--format``: the output format, as nfdump's ``-o`` (order is ``-s FIELD/ORDER``).
+
+    ``flows`` commands also take nfdump's ``line``, ``long``, ``extended`` and ``fmt:...``;
+    ``extra`` names formats a command writes itself (``graph -o graphml``).
+    """
+
+    def convert(ctx: click.Context, param: click.Parameter, value: str) -> OutputFormat:
+        from flowatlas.formats import OutputFormat, OutputFormatError, parse_format
+
+        if value.strip().lower() in extra:
+            return OutputFormat(value.strip().lower())
+        try:
+            return parse_format(value, flows=flows)
+        except OutputFormatError as exc:
+            raise InputError(str(exc)) from None
+
+    choices = ", ".join([*("table, line, long, extended, fmt:<format>, csv, json, ndjson, "
+                           "parquet, arrow" if flows else "table, csv, json, ndjson, parquet, "
+                           "arrow").split(", "), *extra])
+
+    def deco(fn: F) -> F:
+        return click.option(
+            "-o", "--format", "fmt", default="table", show_default=True, callback=convert,
+            metavar="FORMAT", help=f"Output format (as nfdump -o): {choices}.",
+        )(fn)
+
+    return deco
 
 
 def window_from(since: str | None, until: str | None) -> Window:
@@ -98,51 +125,73 @@ def display_zone() -> str | None:
         raise InputError(str(exc)) from exc
 
 
-def render(table: pa.Table, fmt: str, title: str | None = None) -> None:
-    """Print a result table in the chosen format, times in the --tz zone."""
-    from flowatlas.formats import in_zone, iter_csv, iter_ndjson, to_json, to_records
+def write_out(batches: Iterable[pa.RecordBatch | pa.Table], fmt: OutputFormat, *,
+              schema: pa.Schema | None = None, header: bool = True) -> int:
+    """Stream batches to stdout in a bulk format or an nfdump layout, times in the --tz zone;
+    returns rows written."""
+    from flowatlas.formats import in_zone, open_output
 
+    if fmt.binary and sys.stdout.isatty():
+        raise InputError(f"-o {fmt.name} writes binary data: redirect it to a file or a pipe")
+    zone = display_zone()
+    sys.stdout.flush()
+    out: BinaryIO = sys.stdout.buffer
+    writer = open_output(fmt, out, header=header,
+                         schema=None if schema is None else in_zone(schema.empty_table(),
+                                                                     zone).schema)
+    for batch in batches:
+        writer.write(in_zone(batch, zone))
+    writer.close()
+    out.flush()
+    return writer.rows
+
+
+def render(table: pa.Table, fmt: OutputFormat | str, title: str | None = None) -> None:
+    """Print a result table in the chosen format (``table``: a terminal table with a title),
+    times in the --tz zone."""
+    from flowatlas.formats import in_zone, parse_format
+
+    if isinstance(fmt, str):
+        fmt = parse_format(fmt)
     table = in_zone(table, display_zone())
-    if fmt == "csv":
-        for chunk in iter_csv([table]):
-            click.echo(chunk, nl=False)
-    elif fmt == "ndjson":
-        for chunk in iter_ndjson([table]):
-            click.echo(chunk, nl=False)
-    elif fmt == "json":
-        click.echo(to_json(table))
+    if fmt.name == "table":
+        from flowatlas.formats import display
+
+        columns, rows, right = display(table)
+        render_cells(columns, rows, right, title, empty=table.num_rows == 0)
     else:
-        render_rich(to_records(table), table.column_names, title)
+        write_out([table], fmt, schema=table.schema)
 
 
 def render_rich(records: list[dict[str, Any]], columns: list[str], title: str | None = None) -> None:
+    """Loose rows (control-plane listings) as a terminal table."""
+    from flowatlas.formats.text import display_value
+
+    rows = [[display_value(c, r.get(c)) for c in columns] for r in records]
+    right = [bool(records) and isinstance(records[0].get(c), (int, float))
+             and not isinstance(records[0].get(c), bool) for c in columns]
+    render_cells(columns, rows, right, title, empty=not records)
+
+
+def render_cells(columns: list[str], rows: list[list[str]], right: list[bool],
+                 title: str | None = None, *, empty: bool = False) -> None:
     from rich.console import Console
     from rich.table import Table
 
     # Off a terminal rich would assume 80 columns and squeeze flows past reading.
     console = Console() if sys.stdout.isatty() else Console(width=200)
     out = Table(title=title, show_lines=False, header_style="bold")
-    for name in columns:
-        numeric = records and isinstance(records[0].get(name), (int, float))
+    for i, name in enumerate(columns):
         # Prose (an explanation, not an address or time) wraps, so the short columns beside it
         # keep their full width instead of all being cut to fit.
-        prose = any(isinstance(r.get(name), str) and " " in r[name] and len(r[name]) > 40
-                    for r in records[:50])
-        out.add_column(name, justify="right" if numeric else "left", no_wrap=not prose,
+        prose = any(" " in r[i] and len(r[i]) > 40 for r in rows[:50])
+        out.add_column(name, justify="right" if right[i] else "left", no_wrap=not prose,
                        min_width=len(name) if not prose else None)
-    for rec in records:
-        out.add_row(*("" if rec[c] is None else _fmt_cell(rec[c]) for c in columns))
+    for row in rows:
+        out.add_row(*row)
     console.print(out)
-    if not records:
+    if empty:
         console.print("[dim]no matching flows[/dim]")
-
-
-def _fmt_cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:,.2f}"
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value:,}"
-    return str(value)
 
 
 def run_cli(group: click.Group) -> int:

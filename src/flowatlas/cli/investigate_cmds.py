@@ -13,12 +13,14 @@ from flowatlas.atlas import Atlas
 from flowatlas.cli.common import (
     InputError,
     format_option,
+    output_option,
     render,
     store_option,
     user_errors,
     window_from,
     window_options,
 )
+from flowatlas.formats import OutputFormat
 from flowatlas.query.filter import FilterSyntaxError
 from flowatlas.query.model import QueryError, Selection
 from flowatlas.query.window import WindowError, parse_time
@@ -59,14 +61,22 @@ _netclass_option = click.option(
               help="Fan-in/fan-out above which a node is a hub: kept as a leaf, not expanded.")
 @click.option("--filter", "filter_text", default=None, help="Only flows matching this filter.")
 @_netclass_option
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "graphml"]),
-              default="table", show_default=True)
+@click.option("--nodes", "part", flag_value="nodes", help="Write the nodes table only.")
+@click.option("--edges", "part", flag_value="edges", help="Write the edges table only.")
+@output_option(extra=("graphml",))
 @user_errors(*_USER_ERRORS)
 def graph_cmd(addresses: tuple[str, ...], store_path: str, since: str | None,
               until: str | None, hops: int, max_degree: int, filter_text: str | None,
-              netclass: str | None, fmt: str) -> None:
-    """Who talked to whom around ADDRESSES, up to --hops away."""
+              netclass: str | None, part: str | None, fmt: OutputFormat) -> None:
+    """Who talked to whom around ADDRESSES, up to --hops away.
+
+    The terminal table and JSON show nodes and edges together; csv, ndjson, parquet and arrow
+    write one table, chosen with --nodes or --edges (run twice for both).
+    """
     from flowatlas.analytics.graph import peer_graph
+
+    if fmt.name not in ("table", "json", "graphml") and part is None:
+        raise InputError(f"-o {fmt.name} writes one table: add --nodes or --edges")
 
     with _atlas(store_path) as atlas:
         sel = Atlas.select(filter_text, window_from(since, until))
@@ -74,10 +84,12 @@ def graph_cmd(addresses: tuple[str, ...], store_path: str, since: str | None,
                        netclass=_netclass(netclass))
     if g.edges.num_rows == 0:
         raise InputError(f"no flows touch {', '.join(addresses)} in this window")
-    if fmt == "graphml":
+    if fmt.name == "graphml":
         click.echo(g.to_graphml(), nl=False)
-    elif fmt == "json":
+    elif fmt.name == "json":
         _json(g.to_dict())
+    elif part is not None:
+        render(getattr(g, part), fmt, title=part)
     else:
         render(g.nodes, fmt, title="nodes")
         render(g.edges, fmt, title="edges")
@@ -93,7 +105,8 @@ def graph_cmd(addresses: tuple[str, ...], store_path: str, since: str | None,
 @format_option
 @user_errors(*_USER_ERRORS)
 def beacons_cmd(filter_words: tuple[str, ...], store_path: str, since: str | None,
-                until: str | None, n: int, min_contacts: int, min_score: float, fmt: str) -> None:
+                until: str | None, n: int, min_contacts: int, min_score: float,
+                fmt: OutputFormat) -> None:
     """Rank (src, dst, dst port) pairs by how periodic their contact is (filter optional)."""
     from flowatlas.analytics.beacons import find_beacons
 
@@ -102,7 +115,7 @@ def beacons_cmd(filter_words: tuple[str, ...], store_path: str, since: str | Non
                               min_contacts=min_contacts, top=n, min_score=min_score)
     if report.flows == 0:
         raise InputError("no flows in this window/filter")
-    if fmt == "json":
+    if fmt.name == "json":
         _json(report.to_dict())
     else:
         render(report.to_table(), fmt, title=f"beacons over {report.flows:,} flows")
@@ -121,7 +134,7 @@ VICTIM_SUMMARY = ["peer", "c2", "label", "confidence", "class", "flows", "days",
 @format_option
 @user_errors(*_USER_ERRORS)
 def victims_cmd(c2: tuple[str, ...], store_path: str, since: str | None, until: str | None,
-                netclass: str | None, no_fanout: bool, fmt: str) -> None:
+                netclass: str | None, no_fanout: bool, fmt: OutputFormat) -> None:
     """Classify every peer of the C2 servers: victim, operator, scanner, researcher, ..."""
     from flowatlas.analytics.victims import classify_peers
 
@@ -130,9 +143,9 @@ def victims_cmd(c2: tuple[str, ...], store_path: str, since: str | None, until: 
                                 netclass=_netclass(netclass), fanout=not no_fanout)
     if report.flows == 0:
         raise InputError(f"no flows touch {', '.join(c2)} in this window")
-    if fmt == "json":
+    if fmt.name == "json":
         _json(report.to_dict())
-    elif fmt == "table":  # the evidence columns (csv/ndjson/json) do not fit a terminal
+    elif fmt.name == "table":  # the evidence columns (csv/ndjson/json) do not fit a terminal
         render(report.to_table().select(VICTIM_SUMMARY), fmt,
                title=f"peers of {', '.join(report.c2)} (--format csv for every column)")
     else:
@@ -149,11 +162,14 @@ def victims_cmd(c2: tuple[str, ...], store_path: str, since: str | None, until: 
               help="Latency bound per hop, seconds.")
 @click.option("--ratio", default=2.0, show_default=True, type=click.FloatRange(1.01, 100),
               help="Volume ratio bound k: sizes must agree within [1/k, k].")
+@click.option("--part", type=click.Choice(["candidates", "hops", "path"]), default="candidates",
+              show_default=True, help="The one table csv, ndjson, parquet and arrow write.")
 @store_option
 @format_option
 @user_errors(*_USER_ERRORS)
 def trace_cmd(target: str, at_text: str, from_relay: str | None, max_hops: int, beam: int,
-              latency: float, ratio: float, store_path: str, fmt: str) -> None:
+              latency: float, ratio: float, part: str, store_path: str,
+              fmt: OutputFormat) -> None:
     """Walk a session reaching --to back through its relays, hop by hop."""
     from flowatlas.analytics.trace import TraceParams, trace
 
@@ -162,13 +178,20 @@ def trace_cmd(target: str, at_text: str, from_relay: str | None, max_hops: int, 
         report = trace(atlas, target, at, from_relay=from_relay,
                        params=TraceParams(max_hops=max_hops, beam=beam, latency_s=latency,
                                           ratio=ratio))
-    if fmt == "json":
-        _json(report.to_dict())
+    from flowatlas.formats.reports import trace_document, trace_tables
+
+    tables = trace_tables(report)
+    if fmt.name == "json":
+        _json(trace_document(report, tables))
         return
-    render(report.to_table(), fmt, title="candidates per hop")
-    if fmt == "table":
-        click.echo("path: " + " -> ".join(report.path))
-        click.echo(f"confidence: {report.confidence:.3f}  stopped: {report.stopped}")
+    if fmt.name != "table":
+        render(tables[part], fmt)
+        return
+    doc = trace_document(report, tables)
+    render(tables["candidates"], fmt, title="candidates per hop")
+    render(tables["hops"], fmt, title="hops")
+    click.echo("path: " + " -> ".join(r["addr"] for r in doc["path"] if r["alternative"] == 0))
+    click.echo(f"confidence: {doc['confidence']}  stopped: {report.stopped}")
 
 
 COMMANDS = [graph_cmd, beacons_cmd, victims_cmd, trace_cmd]

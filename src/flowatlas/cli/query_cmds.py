@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 import click
-import pyarrow as pa
 
 from flowatlas.addresses import AddressError, unpack_many
 from flowatlas.atlas import Atlas
@@ -13,14 +12,15 @@ from flowatlas.cli.common import (
     InputError,
     display_zone,
     format_option,
+    output_option,
     render,
-    render_rich,
     store_option,
     user_errors,
     window_from,
     window_options,
+    write_out,
 )
-from flowatlas.formats import flow_lines, in_zone, to_records
+from flowatlas.formats import OutputFormat, iso, to_records
 from flowatlas.importers import IMPORT_FORMATS, ImportError_, import_file
 from flowatlas.query.filter import FilterSyntaxError, parse_filter
 from flowatlas.query.model import QueryError, Selection, parse_stat
@@ -65,24 +65,42 @@ def parse_duration(text: str) -> int:
                                  "bpp"]),
               help="Order of the -A records (nfdump -O); tstart/tend oldest first, the rest "
                    "largest first.")
-@format_option
+@output_option(flows=True)
+@click.option("-q", "--quiet", is_flag=True,
+              help="No header line or summary (nfdump -q), for csv and the nfdump layouts.")
 @user_errors(*_USER_ERRORS)
 def query_cmd(filter_words: tuple[str, ...], store_path: str, since: str | None,
               until: str | None, limit: int, oldest_first: bool, aggregate_keys: str | None,
-              aggregate_order: str, fmt: str) -> None:
-    """Flows matching FILTER (nfdump syntax, e.g. 'src ip 10.0.0.1 and dst port 443')."""
+              aggregate_order: str, fmt: OutputFormat, quiet: bool) -> None:
+    """Flows matching FILTER (nfdump syntax, e.g. 'src ip 10.0.0.1 and dst port 443').
+
+    Every format but the terminal table streams batch by batch, so -n 10000000 -o csv runs in
+    the memory of one batch.
+    """
+    from flowatlas.schema import FLOW_SCHEMA
+
     with _atlas(store_path) as atlas:
         sel = _selection(atlas, filter_words, since, until)
         if aggregate_keys:
+            if fmt.is_layout:
+                raise InputError(f"-A prints aggregated records, not flows: -o {fmt.name} "
+                                 "lays out flows; use table, csv, json, ndjson, parquet or arrow")
             by_time = aggregate_order in ("tstart", "tend")
             order = {"tstart": "first", "tend": "last"}.get(aggregate_order, aggregate_order)
             table = atlas.top(sel, by=aggregate_keys, order=order, n=limit, rates=True,
                               ascending=by_time)
             render(table, fmt, title=f"{table.num_rows} aggregated records")
             return
-        table = atlas.flows(sel, limit=limit, oldest_first=oldest_first)
-        shown = flow_lines(in_zone(table, display_zone())) if fmt == "table" else table
-        render(shown, fmt, title=f"{table.num_rows} flows")
+        if fmt.name == "table":
+            from flowatlas.formats import in_zone
+            from flowatlas.formats.views import flow_view
+
+            table = atlas.flows(sel, limit=limit, oldest_first=oldest_first)
+            render(flow_view(in_zone(table, display_zone())), fmt,
+                   title=f"{table.num_rows} flows")
+        else:
+            write_out(atlas.iter_flows(sel, limit, oldest_first=oldest_first), fmt,
+                      schema=FLOW_SCHEMA, header=not quiet)
 
 
 @click.command("top")
@@ -93,8 +111,9 @@ def query_cmd(filter_words: tuple[str, ...], store_path: str, since: str | None,
               help="Statistic, nfdump/SiLK style: FIELD[/ORDER] (ip/bytes, dstport/packets), "
                    "a comma list of fields (srcip,dstport), or a prefix roll-up (ip/24, "
                    "ip/24/48 = IPv4 /24 and IPv6 /48). Give -s again for another table.")
-@click.option("-o", "--order", type=click.Choice(["flows", "packets", "bytes"]), default="flows",
-              show_default=True)
+@click.option("--order", type=click.Choice(["flows", "packets", "bytes"]), default="flows",
+              show_default=True, help="Rank by, unless -s gives /ORDER (-o is the output "
+                                      "format, as in nfdump).")
 @click.option("-n", "--top", "n", default=10, show_default=True, type=click.IntRange(1, 100_000))
 @click.option("--estimate", is_flag=True, help="Scale packets and bytes by the sampling rate.")
 @click.option("--distinct", "distinct", multiple=True, metavar="FIELD",
@@ -107,15 +126,17 @@ def query_cmd(filter_words: tuple[str, ...], store_path: str, since: str | None,
 @user_errors(*_USER_ERRORS)
 def top_cmd(filter_words: tuple[str, ...], store_path: str, since: str | None, until: str | None,
             stats: tuple[str, ...], order: str, n: int, estimate: bool, distinct: tuple[str, ...],
-            ipset_out: str | None, fmt: str) -> None:
+            ipset_out: str | None, fmt: OutputFormat) -> None:
     """Top N values of a field, nfdump -s style (ip/port/as count both endpoints).
 
     Each value comes with its share of flows, packets and bytes, the running share (SiLK
     rwstats) and nfdump's pps/bps/bpp.
     """
-    if len(stats) > 1 and fmt == "csv":
-        raise InputError("several -s need --format table, json or ndjson (each statistic has "
-                         "its own columns, so one CSV cannot hold them)")
+    import pyarrow as pa
+
+    if len(stats) > 1 and fmt.name in ("csv", "parquet", "arrow"):
+        raise InputError(f"several -s need -o table, json or ndjson (each statistic has its own "
+                         f"columns, so one {fmt.name} stream cannot hold them)")
     if len(stats) > 1 and ipset_out:
         raise InputError("--ipset-out takes one -s statistic")
     with _atlas(store_path) as atlas:
@@ -128,11 +149,13 @@ def top_cmd(filter_words: tuple[str, ...], store_path: str, since: str | None, u
         if ipset_out:
             count = write_ipset(tables[0][1], ipset_out)
             click.echo(f"wrote {count} addresses to {ipset_out}", err=True)
-        if len(tables) == 1 or fmt == "table":
+        if len(tables) == 1 or fmt.name == "table":
             for spec, table in tables:
                 render(table, fmt, title=f"top {n} {spec} by {parse_stat(spec).order or order}")
-        elif fmt == "json":
+        elif fmt.name == "json":
             import json
+
+            from flowatlas.formats import to_records
 
             click.echo(json.dumps({spec: to_records(t) for spec, t in tables}, indent=1,
                                   default=str))
@@ -143,6 +166,8 @@ def top_cmd(filter_words: tuple[str, ...], store_path: str, since: str | None, u
 
 def write_ipset(table: pa.Table, path: str) -> int:
     """The address (or prefix) key of a top table, one per line; returns how many."""
+    import pyarrow as pa
+
     from flowatlas.schema import ADDRESS_COLUMNS
 
     keys = [c for c in table.column_names if c in ADDRESS_COLUMNS]
@@ -166,12 +191,16 @@ def write_ipset(table: pa.Table, path: str) -> int:
 @format_option
 @user_errors(*_USER_ERRORS)
 def series_cmd(filter_words: tuple[str, ...], store_path: str, since: str | None,
-               until: str | None, bin_text: str, by: str | None, estimate: bool, fmt: str) -> None:
+               until: str | None, bin_text: str, by: str | None, estimate: bool,
+               fmt: OutputFormat) -> None:
     """Flows, packets and bytes per time bin."""
     with _atlas(store_path) as atlas:
         sel = _selection(atlas, filter_words, since, until)
         table = atlas.series(sel, parse_duration(bin_text), by=by, estimate=estimate)
         render(table, fmt, title="time series")
+
+
+PROFILE_SECTIONS = ("totals", "peers", "local_ports", "peer_ports", "daily")
 
 
 @click.command("ip")
@@ -181,38 +210,41 @@ def series_cmd(filter_words: tuple[str, ...], store_path: str, since: str | None
 @window_options
 @click.option("-n", "--top", "n", default=10, show_default=True, type=click.IntRange(1, 10_000))
 @click.option("--estimate", is_flag=True, help="Scale packets and bytes by the sampling rate.")
+@click.option("--section", type=click.Choice(PROFILE_SECTIONS),
+              help="The one table to write (needed by csv, ndjson, parquet and arrow).")
 @format_option
 @user_errors(*_USER_ERRORS)
 def ip_cmd(address: str, filter_words: tuple[str, ...], store_path: str, since: str | None,
-           until: str | None, n: int, estimate: bool, fmt: str) -> None:
+           until: str | None, n: int, estimate: bool, section: str | None,
+           fmt: OutputFormat) -> None:
     """Profile of ADDRESS (or prefix): first/last seen, totals, top peers and ports, daily activity."""
+    if fmt.name not in ("table", "json") and section is None:
+        raise InputError(f"-o {fmt.name} writes one table: choose it with --section "
+                         f"({', '.join(PROFILE_SECTIONS)})")
     with _atlas(store_path) as atlas:
         sel = _selection(atlas, filter_words, since, until)
         profile = atlas.profile(address, sel, n=n, estimate=estimate)
-        sections = {"totals": profile.totals, "peers": profile.peers,
-                    "local_ports": profile.local_ports, "peer_ports": profile.peer_ports,
-                    "daily": profile.daily}
+    names = (section,) if section else PROFILE_SECTIONS
+    sections = {name: getattr(profile, name) for name in names}
+    if fmt.name == "json":
+        import json
+
+        doc = {"address": profile.address, "seen": profile.seen,
+               "first_seen": iso(profile.first_seen), "last_seen": iso(profile.last_seen),
+               **{k: to_records(v) for k, v in sections.items()}}
+        click.echo(json.dumps(doc, indent=1, default=str))
+    elif fmt.name == "table":
         if not profile.seen:
-            click.echo(f"no flows to or from {profile.address} in this window", err=True)
-        if fmt == "json":
-            import json
-
-            doc = {"address": profile.address, "first_seen": _iso(profile.first_seen),
-                   "last_seen": _iso(profile.last_seen),
-                   **{k: to_records(v) for k, v in sections.items()}}
-            click.echo(json.dumps(doc, indent=1, default=str))
-        elif fmt == "table":
-            click.echo(f"{profile.address}: first seen {_iso(profile.first_seen)}, "
-                       f"last seen {_iso(profile.last_seen)}")
-            for name, table in sections.items():
-                render_rich(to_records(table), table.column_names, title=name)
-        else:
-            for name, table in sections.items():
-                render(table.append_column("section", pa.array([name] * table.num_rows)), fmt)
-
-
-def _iso(value: object) -> str | None:
-    return None if value is None else str(value)
+            click.echo(f"{profile.address}: not seen in this window (no flows to or from it)")
+            return
+        click.echo(f"{profile.address}: first seen {iso(profile.first_seen)}, "
+                   f"last seen {iso(profile.last_seen)}")
+        for name, table in sections.items():
+            render(table, fmt, title=name)
+    else:
+        if not profile.seen:
+            click.echo(f"{profile.address}: not seen in this window", err=True)
+        render(sections[names[0]], fmt)
 
 
 @click.command("import")

@@ -169,6 +169,11 @@ def tenants_add(
     )
 
 
+def _number(value: float) -> str:
+    """A quota as typed: 5, not 5.0 (overrides are stored as floats); 2.5 stays 2.5."""
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
 @tenants.command("list")
 @store_option
 @click.option("--json", "as_json", is_flag=True)
@@ -181,7 +186,9 @@ def tenants_list(store_path: str, as_json: bool) -> None:
             "prefixes": " ".join(p.text for p in t.prefixes),
             "can_reveal": t.can_reveal,
             "disabled": t.disabled,
-            "quotas": json.dumps(t.quota_overrides) if t.quota_overrides else "defaults",
+            # Typed values (max_hops=5, not 5.0): the overrides are stored as floats.
+            "quotas": " ".join(f"{k}={_number(getattr(t.quotas, k))}"
+                               for k in sorted(t.quota_overrides)) or "defaults",
             "created": _when(t.created_at),
         }
         for t in TenantRegistry(_control(store_path)).list()

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 import pyarrow as pa
 
 from flowatlas.cli.common import format_option, render, store_option, user_errors
 from flowatlas.store import FlowStore, StoreError
 from flowatlas.store.flowstore import INGEST_COMPRESSIONS
+
+if TYPE_CHECKING:
+    from flowatlas.formats import OutputFormat
 
 
 def open_store(path: str, create: bool = False) -> FlowStore:
@@ -23,7 +28,7 @@ def store_group() -> None:
 @store_option
 @format_option
 @user_errors(StoreError)
-def stats_cmd(store_path: str, fmt: str) -> None:
+def stats_cmd(store_path: str, fmt: OutputFormat) -> None:
     """Days, files, rows and bytes on disk, per day and in total."""
     st = open_store(store_path).stats()
     days = st.days
@@ -79,7 +84,7 @@ def retention_cmd(store_path: str, days: int | None) -> None:
 @format_option
 @user_errors(StoreError)
 def settings_cmd(store_path: str, retention_days: int | None, ingest_compression: str | None,
-                 fmt: str) -> None:
+                 fmt: OutputFormat) -> None:
     """Show the store's settings; change those given (creating the store if need be)."""
     changing = {k: v for k, v in (("store.retention_days", retention_days),
                                   ("store.ingest_compression", ingest_compression))

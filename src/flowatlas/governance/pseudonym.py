@@ -126,19 +126,25 @@ def pseudonymise_table(
     text_columns: tuple[str, ...] = (),
 ) -> tuple[pa.Table, int]:
     """Replace addresses whose class is pseudonymised (and outside ``exempt``) in every address
-    column.
+    column, and say which: each address column gets a boolean ``<name>_pseudonymised`` column
+    (appended, on every table of a tenant whose classes pseudonymise, empty tables too, so a
+    streamed export keeps one schema). Renderers mark those cells (``~`` in tables).
 
     Returns the new table and how many cells were pseudonymised.
     """
-    if not PSEUDONYMISED.intersection(classes.names) or not table.num_rows:
+    from flowatlas.formats.text import PSEUDONYM_SUFFIX
+
+    if not PSEUDONYMISED.intersection(classes.names):
         return table, 0
     changed = 0
+    marks: dict[str, pa.Array] = {}
     for name in text_columns:
         # Analytics hand some addresses back as text: pseudonymise them through the binary form.
-        if name in table.column_names and table.num_rows:
+        if name in table.column_names:
             i = table.column_names.index(name)
             packed = pa.table({"a": pack_many(table.column(i))})
             done, n = pseudonymise_table(packed, pan, classes, exempt)
+            marks[name] = done.column("a" + PSEUDONYM_SUFFIX).combine_chunks()
             if n:
                 changed += n
                 table = table.set_column(i, name, pa.array(unpack_many(done.column(0))))
@@ -150,6 +156,9 @@ def pseudonymise_table(
         mask = in_classes(matrix, classes, PSEUDONYMISED)
         if exempt:
             mask &= ~in_prefixes(matrix, exempt)
+        if col.null_count:
+            mask &= np.asarray(pc.is_valid(col), dtype=bool)
+        marks[fld.name] = pa.array(mask, pa.bool_())
         if not mask.any():
             continue
         out = matrix.copy()
@@ -162,4 +171,8 @@ def pseudonymise_table(
             )
         else:
             table = table.set_column(i, fld, new)
+    for name, mask_col in marks.items():
+        mark = name + PSEUDONYM_SUFFIX
+        if mark not in table.column_names:
+            table = table.append_column(mark, mask_col)
     return table, changed

@@ -7,7 +7,7 @@ from typing import IO
 
 import pyarrow as pa
 
-from flowatlas.formats import iter_csv, iter_ndjson
+from flowatlas.formats.bulk import iter_csv, iter_ndjson
 
 
 class TextSink:
