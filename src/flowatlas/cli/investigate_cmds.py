@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -20,12 +20,14 @@ from flowatlas.cli.common import (
     window_from,
     window_options,
 )
-from flowatlas.formats import OutputFormat
 from flowatlas.query.filter import FilterSyntaxError
 from flowatlas.query.model import QueryError, Selection
 from flowatlas.query.window import WindowError, parse_time
 from flowatlas.ranges import NetClassError, NetClassTable
 from flowatlas.store import FlowStore, StoreError
+
+if TYPE_CHECKING:
+    from flowatlas.formats import OutputFormat
 
 _USER_ERRORS = (AnalyticsError, NetClassError, StoreError, QueryError, AddressError, WindowError,
                 FilterSyntaxError)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 import click
 
@@ -20,11 +21,13 @@ from flowatlas.cli.common import (
     window_options,
     write_out,
 )
-from flowatlas.formats import OutputFormat, iso, to_records
 from flowatlas.importers import IMPORT_FORMATS, ImportError_, import_file
 from flowatlas.query.filter import FilterSyntaxError, parse_filter
 from flowatlas.query.model import QueryError, Selection, parse_stat
 from flowatlas.store import FlowStore, StoreError
+
+if TYPE_CHECKING:
+    from flowatlas.formats import OutputFormat
 
 _USER_ERRORS = (StoreError, QueryError, AddressError, ValueError)
 
@@ -226,6 +229,8 @@ def ip_cmd(address: str, filter_words: tuple[str, ...], store_path: str, since: 
         profile = atlas.profile(address, sel, n=n, estimate=estimate)
     names = (section,) if section else PROFILE_SECTIONS
     sections = {name: getattr(profile, name) for name in names}
+    from flowatlas.formats import iso, to_records
+
     if fmt.name == "json":
         import json
 
