@@ -144,3 +144,24 @@ def test_analytics_routes_go_through_the_gate(svc: Service, client: httpx.Client
     assert {("beacons", None, "unauthenticated"), ("victims", "watch", "denied:forbidden"),
             ("trace", "ops", "limit:max_hops"), ("victims", "ops", "error:bad_address"),
             ("trace", "ops", "error:bad_query")} <= routes
+
+
+def test_a_trace_reads_the_same_from_the_cli_and_the_api(svc: Service, client: httpx.Client
+                                                         ) -> None:
+    # 11.6: a trace was rendered three ways (CLI table, CLI JSON, API) with different rounding.
+    import json
+    import subprocess
+    import sys
+
+    when = int(NOW.timestamp() + TRACE_AT_S)
+    api = get(client, svc, "ops", "/v1/trace", {"to": TARGET, "at": str(when), "hops": 2})
+    res = subprocess.run([sys.executable, "-m", "flowatlas.cli", "trace", "--to", TARGET, "--at",
+                          str(when), "--max-hops", "2", "-o", "json", "--store", str(svc.store)],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    cli = json.loads(res.stdout)
+    assert set(cli) == set(api) >= {"path", "hops", "candidates", "confidence", "stopped"}
+    for part in ("path", "hops", "candidates", "confidence", "stopped", "at"):
+        assert cli[part] == api[part], part
+    scores = [c["score"] for c in api["candidates"]]  # type: ignore[union-attr]
+    assert scores and all(round(s, 4) == s for s in scores)

@@ -400,3 +400,37 @@ def test_audit_detects_removal_reorder_and_truncation(tmp_path: Path) -> None:
     log._write_head(len(entries), prev)
     assert log.verify().ok
     assert not log.verify(expect_head=head).ok
+
+
+def test_pseudonyms_are_marked_in_json_and_csv(svc: Service, client: httpx.Client) -> None:
+    # 19.10: a pseudonym looked like a real, routable address; now every address column says
+    # which of its cells are pseudonyms.
+    params = {"filter": "host 198.51.100.4", "limit": 2000}
+    admin = client.get("/v1/flows", params=params, headers=hdr(svc, "ops")).json()["rows"]
+    soc = client.get("/v1/flows", params=params, headers=hdr(svc, "soc")).json()["rows"]
+    assert "src_addr_pseudonymised" not in admin[0]  # admins see clear addresses only
+    for a, s in zip(admin, soc, strict=True):
+        for col in ("src_addr", "dst_addr"):
+            assert s[f"{col}_pseudonymised"] is in_res(a[col])
+    assert any(s["src_addr_pseudonymised"] or s["dst_addr_pseudonymised"] for s in soc)
+    r = client.get("/v1/flows", params={**params, "format": "csv"}, headers=hdr(svc, "soc"))
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert [(x["src_addr_pseudonymised"], x["dst_addr_pseudonymised"]) for x in rows] == [
+        (str(s["src_addr_pseudonymised"]).lower(), str(s["dst_addr_pseudonymised"]).lower())
+        for s in soc]
+
+
+def test_flows_stream_as_parquet_and_arrow(svc: Service, client: httpx.Client) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    params = {"limit": 700}
+    want = client.get("/v1/flows", params=params, headers=hdr(svc, "ops")).json()["rows"]
+    r = client.get("/v1/flows", params={**params, "format": "parquet"}, headers=hdr(svc, "ops"))
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/vnd.apache")
+    got = pq.read_table(io.BytesIO(r.content))
+    assert got.column("src_addr").to_pylist() == [w["src_addr"] for w in want]
+    r = client.get("/v1/flows", params={**params, "format": "arrow"}, headers=hdr(svc, "ops"))
+    got = pa.ipc.open_stream(r.content).read_all()
+    assert got.num_rows == len(want) and got.column("bytes").to_pylist() == [
+        w["bytes"] for w in want]

@@ -208,17 +208,17 @@ def test_ip_times_are_iso_and_unseen_addresses_say_so(store: Path, flows: pa.Tab
     # 19.6: the ip JSON printed 2026-11-18 15:08:44.212000+00:00; an unseen address printed
     # "first seen None" and five empty tables.
     addr = unpack(flows.column("src_addr")[0].as_py())
-    res = run("ip", addr, "-o", "json", store=store)
+    res = run("ip", addr, "--format", "json", store=store)
     assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout)
-    assert doc["seen"] is True
     assert ISO_Z.match(doc["first_seen"]) and ISO_Z.match(doc["last_seen"])
+    assert doc["seen"] is True
     assert all(ISO_Z.match(r["first"]) for r in doc["totals"])
     res = run("ip", "192.0.2.254", store=store)
     assert res.returncode == 0, res.stderr
     assert "not seen" in res.stdout and "None" not in res.stdout + res.stderr
     assert "┏" not in res.stdout  # no empty tables
-    doc = json.loads(run("ip", "192.0.2.254", "-o", "json", store=store).stdout)
+    doc = json.loads(run("ip", "192.0.2.254", "--format", "json", store=store).stdout)
     assert doc["seen"] is False and doc["first_seen"] is None
 
 
@@ -226,15 +226,15 @@ def test_graph_csv_is_one_table_and_every_node_has_a_degree(store: Path, flows: 
                                                             ) -> None:
     # 19.9: nodes and edges were written into one CSV stream; hop-1 nodes had a blank degree.
     addr = unpack(flows.column("src_addr")[0].as_py())
-    res = run("graph", addr, "-o", "csv", store=store)
+    res = run("graph", addr, "--format", "csv", store=store)
     assert res.returncode == 2 and "add --nodes or --edges" in res.stderr
-    res = run("graph", addr, "-o", "csv", "--nodes", store=store)
+    res = run("graph", addr, "--format", "csv", "--nodes", store=store)
     assert res.returncode == 0, res.stderr
     nodes = list(csv.DictReader(io.StringIO(res.stdout)))
     assert len(nodes) > 1 and {"addr", "hop", "degree"} <= set(nodes[0])
     assert all(n["degree"] != "" for n in nodes)
     assert all(n["why_leaf"] for n in nodes if n["hop"] == "1")
-    res = run("graph", addr, "-o", "csv", "--edges", store=store)
+    res = run("graph", addr, "--format", "csv", "--edges", store=store)
     edges = list(csv.DictReader(io.StringIO(res.stdout)))
     assert edges and {"a", "b"} <= set(edges[0]) and "hub" not in edges[0]
     leaf = next(n for n in nodes if n["hop"] == "1")
