@@ -27,6 +27,8 @@ from flowatlas.query.model import QueryError, Selection, parse_stat
 from flowatlas.store import FlowStore, StoreError
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from flowatlas.formats import OutputFormat
 
 _USER_ERRORS = (StoreError, QueryError, AddressError, ValueError)
