@@ -149,14 +149,14 @@ def test_sequence_runs_equal_one_message_at_a_time(steps: list[tuple[int, int]],
         counts.append(count)
     a, b = SequenceTracker(), SequenceTracker()
     key = (bytes(16), 0, 10)
-    gaps = lost = 0
+    gaps = lost = resets = 0
     for s, c in zip(seqs, counts, strict=True):
         step = a.observe(key, s, c, unit)
-        gaps, lost = gaps + step.gap, lost + step.lost
+        gaps, lost, resets = gaps + step.gap, lost + step.lost, resets + step.restarted
     split = min(warmup, len(seqs))
     got = [b.observe_many(key, np.array(seqs[:split], dtype=np.int64),
                           np.array(counts[:split], dtype=np.int64), unit),
            b.observe_many(key, np.array(seqs[split:], dtype=np.int64),
                           np.array(counts[split:], dtype=np.int64), unit)]
-    assert (sum(g for g, _ in got), sum(n for _, n in got)) == (gaps, lost)
-    assert a._state == b._state
+    assert tuple(sum(x) for x in zip(*got, strict=True)) == (gaps, lost, resets)
+    assert a.states() == b.states()

@@ -186,7 +186,7 @@ class Service:
             raise ServiceError(f"collect: {exc}") from exc
 
     def _start_collector(self) -> None:
-        from flowatlas.collect.datagram import Decoder
+        from flowatlas.collect.datagram import Decoder, StateLimits
         from flowatlas.collect.server import STATE_FILE, Collector, ListenError
         from flowatlas.governance.sources import SourceRegistry
 
@@ -200,7 +200,8 @@ class Service:
                 store = FlowStore(self.root)  # the collector's own handle, as before
                 collector = Collector(
                     store, self.listens,
-                    Decoder(SourceRegistry.for_store(self.root), self.root / STATE_FILE),
+                    Decoder(SourceRegistry.for_store(self.root), self.root / STATE_FILE,
+                            limits=StateLimits.of(cfg)),
                     max_rows=cfg.batch_rows, max_seconds=cfg.batch_seconds,
                     status_path=self.collector_status_path, receive_buffer=cfg.receive_buffer,
                     pipeline=self.ingest_pipeline(store),

@@ -94,6 +94,28 @@ class CollectorSettings:
     receive_buffer: int = setting(
         32 << 20, "Kernel receive buffer asked for per socket (granted up to net.core.rmem_max "
         "unless the process may force it).", minimum=65_536, maximum=1 << 31, unit="bytes")
+    template_max_bytes_per_exporter: int = setting(
+        4 << 20, "Estimated bytes of templates one exporter may hold; over it, its own least "
+        "recently refreshed templates go.", minimum=65_536, unit="bytes")
+    template_max_bytes: int = setting(
+        128 << 20, "Estimated bytes of templates of all exporters; over it, the exporter "
+        "holding the most loses its least recently refreshed.", minimum=65_536, unit="bytes")
+    pending_max_bytes_per_exporter: int = setting(
+        2 << 20, "Bytes of data sets one exporter may have waiting for their template; over "
+        "it, its oldest go (counted as unknown template).", minimum=65_536, unit="bytes")
+    pending_max_bytes: int = setting(
+        16 << 20, "Bytes of data sets waiting for their template, all exporters; over it, the "
+        "exporter holding the most loses its oldest.", minimum=65_536, unit="bytes")
+    sequence_max_streams_per_exporter: int = setting(
+        256, "Sequence-number streams (observation domains, sFlow sub-agents and sources) "
+        "tracked per exporter address; least recently seen go first.", minimum=1,
+        unit="streams")
+    sequence_max_streams: int = setting(
+        65_536, "Sequence-number streams tracked in all; over it, the exporter with the most "
+        "loses its least recently seen.", minimum=1, unit="streams")
+    sequence_max_gap: int = setting(
+        65_536, "Widest sequence gap counted as loss; a wider jump is a reset "
+        "(sequence_resets), never loss.", minimum=1, unit="records or packets")
 
 
 @dataclass(frozen=True)

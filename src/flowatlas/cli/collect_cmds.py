@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from flowatlas.addresses import unpack
 from flowatlas.cli.common import InputError, format_option, render, store_option, user_errors
-from flowatlas.collect.datagram import Decoder
+from flowatlas.collect.datagram import Decoder, StateLimits
 from flowatlas.collect.server import STATE_FILE, Collector, CollectorFailed, Listen, ListenError
 from flowatlas.collect.sources import BASES, SourceError
 from flowatlas.collect.status import STATUS_FILE, CollectorStatus
@@ -61,7 +61,8 @@ def collect(store_path: str, listens: tuple[str, ...], accept_unregistered: bool
         click.echo("flowatlas collect: no sources registered yet: flows are counted, not "
                    "stored, until `flowatlas sources add` (or use --accept-unregistered)",
                    err=True)
-    decoder = Decoder(registry=registry, state_path=state / STATE_FILE)
+    decoder = Decoder(registry=registry, state_path=state / STATE_FILE,
+                      limits=StateLimits.of(settings))
     collector = Collector(store, [Listen.parse(t) for t in listens], decoder,
                           max_rows=settings.batch_rows if batch_rows is None else batch_rows,
                           max_seconds=(settings.batch_seconds if batch_seconds is None

@@ -20,7 +20,7 @@ import os
 import struct
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 
@@ -29,7 +29,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from flowatlas.addresses import pack, unpack
-from flowatlas.collect import ipfix, netflow5, netflow9, sflow
+from flowatlas.collect import ipfix, netflow5, netflow9, pending, sequence, sflow, templates
 from flowatlas.collect.batch import I64, PAD, Messages, be16, gather_records, walk
 from flowatlas.collect.columns import Columns, to_table
 from flowatlas.collect.flows import OPTIONS_WANTED, WANTED, Scalar, flow_columns
@@ -59,22 +59,55 @@ def exporter_bytes(exporter: str | bytes) -> bytes:
     return pack(exporter.split("%", 1)[0])
 
 
+OPTIONS_SEEN_BYTES = 4 << 20
+"""Payload bytes of remembered options data sets before the memo is cleared."""
+
+
+@dataclass(frozen=True)
+class StateLimits:
+    """Caps on what the decoder holds per exporter and in total (collect/bounded.py); the
+    collector takes them from the ``collector`` settings of the same names."""
+
+    template_max_bytes_per_exporter: int = templates.DEFAULT_MAX_BYTES_PER_EXPORTER
+    template_max_bytes: int = templates.DEFAULT_MAX_BYTES
+    pending_max_bytes_per_exporter: int = pending.DEFAULT_MAX_BYTES_PER_EXPORTER
+    pending_max_bytes: int = pending.DEFAULT_MAX_BYTES
+    sequence_max_streams_per_exporter: int = sequence.DEFAULT_MAX_STREAMS_PER_EXPORTER
+    sequence_max_streams: int = sequence.DEFAULT_MAX_STREAMS
+    sequence_max_gap: int = sequence.DEFAULT_MAX_GAP
+
+    @classmethod
+    def of(cls, settings: object) -> StateLimits:
+        """The limits among ``settings``' attributes (a CollectorSettings)."""
+        return cls(**{f.name: getattr(settings, f.name) for f in fields(cls)
+                      if hasattr(settings, f.name)})
+
+
 class Decoder:
     def __init__(self, registry: SourceLookup | None = None,
                  state_path: str | Path | None = None, *, template_ttl: float = 7200.0,
-                 pending_seconds: float = 10.0) -> None:
+                 pending_seconds: float = 10.0, limits: StateLimits | None = None) -> None:
         self.registry = registry
         self.state_path = Path(state_path) if state_path is not None else None
         self.status = CollectorStatus()
-        self.templates = TemplateCache(ttl=template_ttl)
+        self.limits = lim = limits or StateLimits()
+        self.templates = TemplateCache(
+            ttl=template_ttl, max_bytes_per_exporter=lim.template_max_bytes_per_exporter,
+            max_bytes=lim.template_max_bytes)
         self.sampling = SamplingRates()
-        self.pending = PendingBuffer(max_age=pending_seconds)
-        self.sequences = SequenceTracker()
+        self.pending = PendingBuffer(
+            max_age=pending_seconds, max_bytes=lim.pending_max_bytes,
+            max_bytes_per_exporter=lim.pending_max_bytes_per_exporter)
+        self.sequences = SequenceTracker(
+            lim.sequence_max_streams,
+            max_streams_per_exporter=lim.sequence_max_streams_per_exporter,
+            max_gap=lim.sequence_max_gap)
         self._unregistered_logged: set[bytes] = set()
         self._errors_logged: set[str] = set()
         self._options_seen: dict[TemplateKey, tuple[Template, bytes, int]] = {}
         """Options data set last applied per key: exporters resend the same one with every
         template refresh, and applying it again would change nothing."""
+        self._options_seen_bytes = 0
         self._last_sweep = 0.0
         self._now = 0.0
         if self.state_path is not None:
@@ -163,6 +196,26 @@ class Decoder:
             c = self.status.of(key[0])
             c.unknown_template += 1
             c.pending -= 1
+        self.refresh_state_status()
+
+    def refresh_state_status(self) -> None:
+        """Put what the bounded state holds, per exporter and in total, into the status."""
+        t, p, q = self.templates, self.pending, self.sequences
+        for exp, c in self.status.exporters.items():
+            c.templates = t.count_for(exp)
+            c.template_bytes = t.bytes_for(exp)
+            c.templates_evicted = t.evicted_for(exp)
+            c.pending_bytes = p.bytes_for(exp)
+            c.sequence_streams_evicted = q.evicted_for(exp)
+        self.status.held = {
+            "templates": {"count": len(t), "bytes": t.total_bytes, "max_bytes": t.max_bytes,
+                          "max_bytes_per_exporter": t.max_bytes_per_exporter},
+            "pending": {"sets": len(p), "bytes": p.total_bytes, "max_bytes": p.max_bytes,
+                        "max_bytes_per_exporter": p.max_bytes_per_exporter},
+            "sequences": {"streams": len(q), "max_streams": q.max_streams,
+                          "max_streams_per_exporter": q.max_streams_per_exporter,
+                          "max_gap": q.max_gap},
+        }
 
     # -- dispatch ---------------------------------------------------------------------------
 
@@ -326,6 +379,10 @@ class Decoder:
             key = (*base, template.template_id)
             if self.templates.put(key, template, self._now):
                 self._flush_group(batch, key)  # sets batched under the old definition
+            elif self.templates.get(key) is None:  # alone over the per-exporter cap
+                self._flush_group(batch, key)
+                self.status.skip(exp, f"v{version}_template_over_cap", malformed=False)
+                continue  # its held data sets stay held and time out as unknown-template
             for held in self.pending.take(key):
                 c.pending -= 1
                 if template.min_record_length:
@@ -333,6 +390,7 @@ class Decoder:
                                    held.export_us, held.uptime_ms)
         if msg.templates or msg.withdrawn or msg.withdraw_all:
             c.templates = self.templates.count_for(exp)
+            c.template_bytes = self.templates.bytes_for(exp)
         records = 0
         held_back = False
         lookup = self.templates.get
@@ -529,9 +587,12 @@ class Decoder:
         n, values = decode_set(template, payload, 0, len(payload), OPTIONS_WANTED)
         self.sampling.learn(exp, version, domain, values, n)
         self.sampling.learn_init_time(exp, version, domain, values)
-        if self.sampling.generation != generation or len(self._options_seen) >= 65536:
+        if (self.sampling.generation != generation or len(self._options_seen) >= 65536
+                or self._options_seen_bytes > OPTIONS_SEEN_BYTES):
             self._options_seen.clear()  # what another set taught may just have been overridden
+            self._options_seen_bytes = 0
         self._options_seen[key] = (template, payload, n)
+        self._options_seen_bytes += len(payload)
         return n
 
     def _flush_group(self, batch: _Batch, key: TemplateKey) -> None:
@@ -573,9 +634,10 @@ class Decoder:
 
     def _sequences(self, c: ExporterCounters, key: tuple[bytes, int, int], seqs: I64,
                    counts: I64, unit: Unit) -> None:
-        gaps, lost = self.sequences.observe_many(key, seqs, counts, unit)
+        gaps, lost, resets = self.sequences.observe_many(key, seqs, counts, unit)
         c.sequence_gaps += gaps
         c.lost += lost
+        c.sequence_resets += resets
 
     def _sequence(self, c: ExporterCounters, key: tuple[bytes, int, int], seq: int, count: int,
                   unit: Unit) -> None:
@@ -583,6 +645,7 @@ class Decoder:
         if step.gap:
             c.sequence_gaps += 1
             c.lost += step.lost
+        c.sequence_resets += step.restarted
 
 
 class _TemplateGroup:
@@ -615,11 +678,29 @@ class _Walked:
     """Per message: index of its (exporter, version, domain) within the batch."""
 
 
-@functools.lru_cache(maxsize=4096)
+TEMPLATE_SET_CACHE_PAYLOAD = 1024
+"""Template sets up to this size are parsed once per distinct payload; bigger ones (rare: a
+set of 250 fields) every time, so the parse cache holds at most 512 x 1 KiB of payload and
+the few templates that fit in it."""
+
+
 def _template_set(version: int, set_id: int, payload: bytes) -> tuple[Template, ...] | None:
     """Templates of one template or options template set, parsed once per distinct payload
     (exporters resend identical sets every few messages); None for withdrawals, reserved set
     ids or anything the parser rejects (the per-message path then counts the reason)."""
+    if len(payload) <= TEMPLATE_SET_CACHE_PAYLOAD:
+        return _template_set_cached(version, set_id, payload)
+    return _parse_template_set(version, set_id, payload)
+
+
+@functools.lru_cache(maxsize=512)
+def _template_set_cached(version: int, set_id: int,
+                         payload: bytes) -> tuple[Template, ...] | None:
+    return _parse_template_set(version, set_id, payload)
+
+
+def _parse_template_set(version: int, set_id: int,
+                        payload: bytes) -> tuple[Template, ...] | None:
     msg = Message(version, 0, 0, 0, None)
     try:
         if version == 9 and set_id in (0, 1):

@@ -86,16 +86,16 @@ def decode_rows(template: Template, matrix: npt.NDArray[np.uint8],
     return values
 
 
-_LAYOUTS: dict[tuple[Template, frozenset[int]], tuple[np.dtype[Any],
-                                                      list[tuple[int, int, int]]]] = {}
-
-
 def _layout(template: Template, wanted: frozenset[int]
             ) -> tuple[np.dtype[Any], list[tuple[int, int, int]]]:
-    """(structured dtype of the plain integer fields, [(element, offset, length)] of the rest)."""
-    hit = _LAYOUTS.get((template, wanted))
+    """(structured dtype of the plain integer fields, [(element, offset, length)] of the rest).
+
+    Cached on the template (``template.layouts``), so an evicted template takes its layouts
+    with it."""
+    cache = template.layouts
+    hit = cache.get(wanted)
     if hit is not None:
-        return hit
+        return hit  # type: ignore[no-any-return]
     names: list[str] = []
     formats: list[str] = []
     offsets: list[int] = []
@@ -114,9 +114,7 @@ def _layout(template: Template, wanted: frozenset[int]
         offset += f.length
     dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets,
                       "itemsize": max(offset, 1)})
-    if len(_LAYOUTS) > 4096:  # templates are few; bound it against template churn
-        _LAYOUTS.clear()
-    _LAYOUTS[(template, wanted)] = (dtype, odd)
+    cache[wanted] = (dtype, odd)
     return dtype, odd
 
 

@@ -3,7 +3,9 @@
 What the number counts differs: v5 and IPFIX count records (IPFIX: data records only), sFlow
 counts datagrams, v9 counts packets by RFC 3954 but many exporters count records, so for v9 the
 unit is learnt from the first clean step. A step backwards within a window is reordering (not a
-loss); a larger jump backwards or an implausible leap forwards is an exporter restart.
+loss); a larger jump backwards, or a gap wider than ``max_gap`` units (a setting: a spoofed or
+crafted message claims what it likes), is a reset: the stream starts afresh from it, counted as
+a reset and never as loss.
 Record counters are learnt to be exclusive (RFC 7011: records sent *before* this message) or
 inclusive (softflowd 1.1.0's IPFIX: records sent up to and *including* this message), so a
 correct exporter of either kind shows no false gaps.
@@ -17,9 +19,17 @@ from enum import Enum
 import numpy as np
 import numpy.typing as npt
 
+from flowatlas.collect.bounded import OwnedLRU
+
 MODULO = 1 << 32
 REORDER_WINDOW = 1 << 16
-RESTART_LEAP = 1 << 24
+DEFAULT_MAX_GAP = 1 << 16
+"""Widest gap counted as loss: 65,536 records is over 2,000 full IPFIX messages missing in a
+row between two that arrived. Wider is a reset (restart, or a message that is not the
+exporter's): a red-team spoofer otherwise claimed 13.7 billion lost records."""
+DEFAULT_MAX_STREAMS_PER_EXPORTER = 256
+"""Trackers per exporter address: (domain, version) streams, sFlow sub-agents and sources."""
+DEFAULT_MAX_STREAMS = 65_536
 
 
 class Unit(Enum):
@@ -48,28 +58,51 @@ SequenceKey = tuple[bytes, int, int]
 
 
 class SequenceTracker:
-    def __init__(self, max_keys: int = 65536) -> None:
-        self._state: dict[SequenceKey, _State] = {}
-        self.max_keys = max_keys
+    """Sequence state per stream, at most ``max_streams_per_exporter`` streams per exporter
+    address and ``max_streams`` in all (least recently seen go first, within the exporter that
+    holds the most: collect/bounded.py). A stream that was pushed out starts afresh."""
+
+    def __init__(self, max_streams: int = DEFAULT_MAX_STREAMS, *,
+                 max_streams_per_exporter: int = DEFAULT_MAX_STREAMS_PER_EXPORTER,
+                 max_gap: int = DEFAULT_MAX_GAP) -> None:
+        self._state: OwnedLRU[SequenceKey, _State] = OwnedLRU(max_streams_per_exporter,
+                                                             max_streams)
+        self.max_gap = max_gap
+
+    def __len__(self) -> int:
+        return len(self._state)
+
+    @property
+    def max_streams(self) -> int:
+        return self._state.total
+
+    @property
+    def max_streams_per_exporter(self) -> int:
+        return self._state.per_owner
+
+    def evicted_for(self, exporter: bytes) -> int:
+        return self._state.evicted[exporter]
+
+    def states(self) -> dict[SequenceKey, _State]:
+        """A copy of every stream's state (for tests and debugging)."""
+        return {k: _State(v.last_seq, v.last_count, v.unit, v.inclusive)
+                for k, v in self._state.items()}
 
     def forget(self, key: SequenceKey) -> None:
-        self._state.pop(key, None)
+        self._state.pop(key)
 
     def observe(self, key: SequenceKey, seq: int, count: int, unit: Unit) -> Step:
         """Record a message with sequence ``seq`` carrying ``count`` units of its own."""
         st = self._state.get(key)
         if st is None:
-            if len(self._state) < self.max_keys:
-                self._state[key] = _State(seq, count, unit)
+            self._state.put(key, _State(seq, count, unit), 1)
             return Step()
+        self._state.touch(key)
         delta = (seq - st.last_seq) % MODULO
         if delta > MODULO // 2:
             if MODULO - delta <= REORDER_WINDOW:
                 return Step(reordered=True)
-            self._state[key] = _State(seq, count, st.unit)
-            return Step(restarted=True)
-        if delta > RESTART_LEAP:
-            self._state[key] = _State(seq, count, st.unit)
+            self._state.put(key, _State(seq, count, st.unit), 1)
             return Step(restarted=True)
         unit = st.unit
         if unit is Unit.LEARN:
@@ -86,10 +119,13 @@ class SequenceTracker:
             expected = 1
         else:
             expected = count if st.inclusive else st.last_count
+        lost = delta - expected
+        if lost > self.max_gap:
+            self._state.put(key, _State(seq, count, unit), 1)
+            return Step(restarted=True)
         st.last_seq, st.last_count, st.unit = seq, count, unit
         if delta == 0 and expected > 0:
             return Step(reordered=True)  # a duplicate
-        lost = delta - expected
         return Step(gap=True, lost=lost) if lost > 0 else Step()
 
     def steps(self, key: SequenceKey, values: npt.NDArray[np.int64]) -> npt.NDArray[np.int64] | None:
@@ -104,24 +140,26 @@ class SequenceTracker:
 
     def advance(self, key: SequenceKey, seq: int, count: int) -> None:
         """Move a known key on to ``seq`` (after :meth:`steps` showed the run is clean)."""
-        st = self._state[key]
+        st = self._state.get(key)
+        assert st is not None, "advance() follows steps() on a known key"
         st.last_seq, st.last_count = seq, count
 
     def observe_many(self, key: SequenceKey, seqs: npt.NDArray[np.int64],
-                     counts: npt.NDArray[np.int64], unit: Unit) -> tuple[int, int]:
-        """Messages of one key in order; returns (gaps, units lost).
+                     counts: npt.NDArray[np.int64], unit: Unit) -> tuple[int, int, int]:
+        """Messages of one key in order; returns (gaps, units lost, resets).
 
         Once the convention is learnt, the common case (every message exactly where the
         previous one said it would be) is checked with numpy over the rest of the run; the
         first message that is not goes through :meth:`observe` (learning, reordering, restarts
         and losses behave exactly the same), then the check resumes after it.
         """
-        gaps = lost = 0
+        gaps = lost = resets = 0
         n, i, tries = len(seqs), 0, 0
         while i < n:
             st = self._state.get(key)
             if st is not None and st.unit is not Unit.LEARN and tries < 16:
                 tries += 1
+                self._state.touch(key)
                 k = self._clean_prefix(st, seqs[i:], counts[i:])
                 if k:
                     i += k
@@ -132,8 +170,9 @@ class SequenceTracker:
             if step.gap:
                 gaps += 1
                 lost += step.lost
+            resets += step.restarted
             i += 1
-        return gaps, lost
+        return gaps, lost, resets
 
     @staticmethod
     def _clean_prefix(st: _State, seqs: npt.NDArray[np.int64],

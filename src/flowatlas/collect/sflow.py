@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from flowatlas.collect.columns import Columns
-from flowatlas.collect.sequence import RESTART_LEAP, SequenceTracker, Unit
+from flowatlas.collect.sequence import SequenceTracker, Unit
 
 U32 = struct.Struct("!I")
 PAIR = struct.Struct("!II")
@@ -191,7 +191,7 @@ def account(tracker: SequenceTracker, exporter: bytes,
         seq_steps = tracker.steps(seq_key, seqs)
         drop_steps = tracker.steps(drops_key, drops)
         if (seq_steps is not None and drop_steps is not None and bool((seq_steps == 1).all())
-                and bool((drop_steps <= RESTART_LEAP).all())):
+                and bool((drop_steps <= tracker.max_gap).all())):
             tracker.advance(seq_key, seq_list[-1], 1)
             tracker.advance(drops_key, drop_list[-1], 0)
             dropped += int(drop_steps.sum())

@@ -30,6 +30,8 @@ class ExporterCounters:
     pending: int = 0
     sequence_gaps: int = 0
     lost: int = 0
+    sequence_resets: int = 0
+    """Restarts and gaps too wide to be loss (``collector.sequence_max_gap``)."""
     sflow_sample_gaps: int = 0
     """sFlow flow samples missing by their data source's sample sequence numbers."""
     sflow_drops: int = 0
@@ -39,6 +41,12 @@ class ExporterCounters:
     """Decoded records the ingest pipeline dropped (implausible times, opt-outs): by reason in
     ``reasons``."""
     templates: int = 0
+    template_bytes: int = 0
+    """Estimated bytes of this exporter's templates (capped: collector.template_max_bytes_*)."""
+    templates_evicted: int = 0
+    """Templates pushed out for room, or refused as bigger than the per-exporter cap."""
+    pending_bytes: int = 0
+    sequence_streams_evicted: int = 0
     last_seen: float = 0.0
     versions: set[int] = field(default_factory=set)
     reasons: Counter[str] = field(default_factory=Counter)
@@ -52,11 +60,16 @@ class ExporterCounters:
             "pending": self.pending,
             "sequence_gaps": self.sequence_gaps,
             "lost": self.lost,
+            "sequence_resets": self.sequence_resets,
             "sflow_sample_gaps": self.sflow_sample_gaps,
             "sflow_drops": self.sflow_drops,
             "unregistered": self.unregistered,
             "dropped": self.dropped,
             "templates": self.templates,
+            "template_bytes": self.template_bytes,
+            "templates_evicted": self.templates_evicted,
+            "pending_bytes": self.pending_bytes,
+            "sequence_streams_evicted": self.sequence_streams_evicted,
             "last_seen": self.last_seen,
             "versions": sorted(self.versions),
             "reasons": dict(self.reasons),
@@ -70,6 +83,8 @@ class CollectorStatus:
         self.exporters: dict[bytes, ExporterCounters] = {}
         self.reasons: Counter[str] = Counter()
         self.started = time.time()
+        self.held: dict[str, dict[str, int]] = {}
+        """What the decoder's bounded state holds against its caps (set by the decoder)."""
         self.state = "running"
         """``running``, ``stopped`` or ``failed`` (the writer failed; see ``error``)."""
         self.error: str | None = None
@@ -113,6 +128,7 @@ class CollectorStatus:
             "unwritten": self.unwritten,
             "totals": self.totals(),
             "reasons": dict(self.reasons),
+            "held": self.held,
             "exporters": {unpack(k): c.as_dict() for k, c in self.exporters.items()},
         }
 
