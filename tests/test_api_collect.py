@@ -55,6 +55,7 @@ def opted_out(address: str) -> bool:
 def test_serve_collect_stores_and_serves_flows_minus_optouts(tmp_path: Path) -> None:
     store = str(tmp_path / "store")
     truth = write_pcap(tmp_path / "traffic.pcap", flows=60)
+    assert cli("store", "create", "--store", store).returncode == 0
     assert cli("sources", "add", "127.0.0.1", "--id", "5", "--partner", "lab",
                "--store", store).returncode == 0
     res = cli("optout", "add", OPTED_OUT, "--reason", "test", "--store", store)

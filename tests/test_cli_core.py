@@ -144,7 +144,7 @@ def test_import_canonical_csv_and_ndjson(tmp_path: Path) -> None:
     nd_path = tmp_path / "flows.ndjson"
     nd_path.write_text(json.dumps({"time_start": "2026-11-02T00:00:00+00:00", "src_addr": "::1",
                                    "dst_addr": "10.0.0.1", "bytes": 99}) + "\n")
-    res = run("import", str(csv_path), str(nd_path), store=tmp_path / "s")
+    res = run("import", "--create", str(csv_path), str(nd_path), store=tmp_path / "s")
     assert res.returncode == 0, res.stderr
     assert "imported 3 flows" in res.stdout
     out = run("query", "--format", "ndjson", "--oldest-first", store=tmp_path / "s")
@@ -169,7 +169,7 @@ def test_bad_import_names_the_problem_and_stores_nothing(tmp_path: Path, content
                                                          message: str) -> None:
     path = tmp_path / "bad.csv"
     path.write_text(content)
-    res = run("import", str(path), store=tmp_path / "s")
+    res = run("import", "--create", str(path), store=tmp_path / "s")
     assert res.returncode == 2, res.stderr
     assert message in res.stderr and "bad.csv" in res.stderr
     assert FlowStore(tmp_path / "s").stats().rows == 0
@@ -212,7 +212,7 @@ def test_import_real_nfdump_csv(tmp_path: Path) -> None:
     dump = subprocess.run(["nfdump", "-r", str(nffile), "-o", "csv"], check=True,
                           capture_output=True, text=True, env={"TZ": "UTC"}, timeout=60).stdout
     (tmp_path / "nf.csv").write_text(dump)
-    res = run("import", str(tmp_path / "nf.csv"), store=tmp_path / "s")
+    res = run("import", "--create", str(tmp_path / "nf.csv"), store=tmp_path / "s")
     assert res.returncode == 0, res.stderr
     out = run("query", "--format", "json", store=tmp_path / "s")
     got = {(r["src_addr"], r["dst_addr"], r["src_port"], r["dst_port"], r["protocol"]):

@@ -36,6 +36,11 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_sources_commands(tmp_path: Path) -> None:
     store = str(tmp_path / "store")
+    missing = run_cli("sources", "add", "192.0.2.0/24", "--id", "7", "--partner", "Example",
+                      "--store", store)
+    assert missing.returncode == 2 and "no flowatlas store at" in missing.stderr
+    assert not Path(store).exists()  # a mistyped --store never becomes a store
+    assert run_cli("store", "create", "--store", store).returncode == 0
     ok = run_cli("sources", "add", "192.0.2.0/24", "--id", "7", "--partner", "Example",
                  "--store", store)
     assert ok.returncode == 0, ok.stderr
@@ -52,6 +57,7 @@ def test_sources_commands(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_collect_stores_registered_flows_and_flushes_on_sigterm(tmp_path: Path) -> None:
     store = tmp_path / "store"
+    FlowStore(store)
     assert run_cli("sources", "add", "127.0.0.1", "--id", "3", "--partner", "lab",
                    "--store", str(store)).returncode == 0
     p4, p6 = free_port(), free_port(socket.AF_INET6)

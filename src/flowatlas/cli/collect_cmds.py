@@ -134,7 +134,7 @@ def sources() -> None:
 def sources_add(store_path: str, prefix: str, source_id: int, partner: str,
                 sampling: int | None, basis: str) -> None:
     """Register an exporter address or PREFIX (e.g. 192.0.2.1 or 2001:db8::/48)."""
-    reg = SourceRegistry.for_store(store_path, actor=Actor.cli())
+    reg = SourceRegistry.for_store(store_path, actor=Actor.cli(), create=False)
     s = reg.add(prefix, source_id, partner, sampling=sampling, basis=basis)
     click.echo(f"registered {s.prefix} as source {s.source_id} ({s.partner})")
 
@@ -142,9 +142,10 @@ def sources_add(store_path: str, prefix: str, source_id: int, partner: str,
 @sources.command("list")
 @store_option
 @format_option
+@user_errors(SourceError)
 def sources_list(store_path: str, fmt: OutputFormat) -> None:
     """List registered exporters."""
-    reg = SourceRegistry.for_store(store_path)
+    reg = SourceRegistry.for_store(store_path, create=False)
     rows = reg.list()
     table = pa.table({
         "prefix": pa.array([s.prefix for s in rows], pa.string()),
@@ -162,7 +163,7 @@ def sources_list(store_path: str, fmt: OutputFormat) -> None:
 @user_errors(SourceError)
 def sources_remove(store_path: str, prefix_or_id: str) -> None:
     """Remove a registered PREFIX, or every prefix of a source id."""
-    reg = SourceRegistry.for_store(store_path, actor=Actor.cli())
+    reg = SourceRegistry.for_store(store_path, actor=Actor.cli(), create=False)
     if reg.remove(prefix_or_id) == 0:
         raise InputError(f"no registered source matches {prefix_or_id!r}")
     click.echo(f"removed {prefix_or_id}")

@@ -261,8 +261,12 @@ def ip_cmd(address: str, filter_words: tuple[str, ...], store_path: str, since: 
               show_default=True, help="csv/ndjson in canonical names, or nfdump's -o csv.")
 @click.option("--compact/--no-compact", default=True, show_default=True,
               help="Lay the imported days out for lookups afterwards.")
+@click.option("--create", is_flag=True,
+              help="Create the store if there is none at --store (otherwise a missing store "
+                   "is an error: a mistyped path must not become a new store).")
 @user_errors(ImportError_, StoreError)
-def import_cmd(files: tuple[str, ...], store_path: str, input_format: str, compact: bool) -> None:
+def import_cmd(files: tuple[str, ...], store_path: str, input_format: str, compact: bool,
+               create: bool) -> None:
     """Import flows from CSV, NDJSON or nfdump CSV files into the store."""
     import os
     import sys
@@ -270,7 +274,10 @@ def import_cmd(files: tuple[str, ...], store_path: str, input_format: str, compa
     from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
-    store = FlowStore(store_path, create=True)
+    try:
+        store = FlowStore(store_path, create=create)
+    except StoreError as exc:
+        raise InputError(f"{exc}; add --create to make a new store there") from exc
     total = sum(os.path.getsize(f) for f in files if os.path.isfile(f))
     rows = 0
     with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),

@@ -21,7 +21,7 @@ from flowatlas.cli.common import (
 from flowatlas.governance.audit import AuditLog
 from flowatlas.governance.changes import Actor
 from flowatlas.governance.classes import ClassError, PrefixClasses
-from flowatlas.governance.controlplane import ControlPlane
+from flowatlas.governance.controlplane import ControlPlane, ControlPlaneError
 from flowatlas.governance.keys import ApiKeyError, KeyRing
 from flowatlas.governance.optout import OptOutError, OptOuts
 from flowatlas.governance.tenants import (
@@ -39,7 +39,12 @@ _ERRORS = (TenantError, ApiKeyError, OptOutError, ClassError)
 
 
 def _control(store_path: str) -> ControlPlane:
-    return ControlPlane.for_store(store_path)
+    """The control plane of an existing store: a mistyped --store is an error, never a new
+    empty store (serve --demo and `settings set` create the store before they get here)."""
+    try:
+        return ControlPlane.for_store(store_path, create=False)
+    except ControlPlaneError as exc:
+        raise InputError(str(exc)) from exc
 
 
 # Changes made here are audited by the registries themselves, as made by ``cli:<login name>``.
@@ -101,7 +106,8 @@ def serve(
         service = Service(store_path, settings=settings, create=demo, collect=collect)
     except StoreError as exc:
         raise InputError(
-            f"{exc} (create one with 'flowatlas serve --demo' or by importing)"
+            f"{exc} (create one with 'flowatlas serve --demo', 'flowatlas collect' or "
+            "'flowatlas import --create')"
         ) from exc
     except ServiceError as exc:
         raise InputError(f"--{exc}") from exc

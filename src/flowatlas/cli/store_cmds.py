@@ -24,12 +24,34 @@ def store_group() -> None:
     """Inspect and maintain the flow store."""
 
 
+@store_group.command("create")
+@store_option
+@click.option("--retention-days", type=click.IntRange(min=1),
+              help="Days of history to keep (default 90; see `store settings`).")
+@user_errors(StoreError)
+def create_cmd(store_path: str, retention_days: int | None) -> None:
+    """Create an empty store (to register sources or tenants before any flow arrives).
+
+    Only this, `simulate`, `collect`, `serve --demo`, `import --create` and changing settings
+    create a store; every other command on a path without one fails naming the path."""
+    from pathlib import Path
+
+    existed = (Path(store_path) / "store.json").exists()
+    store = FlowStore(store_path, create=True, retention_days=retention_days)
+    click.echo(f"{'store already at' if existed else 'created store'} {store.root} "
+               f"(retention {store.retention_days} days)")
+
+
 @store_group.command("stats")
 @store_option
 @format_option
 @user_errors(StoreError)
 def stats_cmd(store_path: str, fmt: OutputFormat) -> None:
-    """Days, files, rows and bytes on disk, per day and in total."""
+    """Days, files, rows and bytes on disk, per day and in total.
+
+    ``bytes`` are the live files'; ``retired_bytes`` those of files replaced by compaction or
+    a purge and still kept for readers of the previous manifest (gone once their grace period
+    has passed and anything writes to, compacts or opens the store)."""
     st = open_store(store_path).stats()
     days = st.days
     table = pa.table({
@@ -41,6 +63,8 @@ def stats_cmd(store_path: str, fmt: OutputFormat) -> None:
         "bytes": [d.bytes for d in days] + [st.bytes],
         "bytes_per_flow": [round(d.bytes / d.rows, 1) if d.rows else 0.0 for d in days]
         + [round(st.bytes / st.rows, 1) if st.rows else 0.0],
+        "retired_files": [d.retired_files for d in days] + [st.retired_files],
+        "retired_bytes": [d.retired_bytes for d in days] + [st.retired_bytes],
     })
     render(table, fmt, title=f"store {store_path}")
 

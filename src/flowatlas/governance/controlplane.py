@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -143,6 +144,14 @@ MIGRATIONS: tuple[Migration, ...] = (
 )
 
 
+def _expected_tables() -> set[str]:
+    """Tables the migrations leave, read from their own text (created and not dropped)."""
+    text = "\n".join([m for m in MIGRATIONS if isinstance(m, str)] + [SOURCES_TABLE])
+    created = re.findall(r"CREATE TABLE (?:IF NOT EXISTS )?(\w+)", text, re.IGNORECASE)
+    dropped = re.findall(r"DROP TABLE (?:IF EXISTS )?(\w+)", text, re.IGNORECASE)
+    return set(created) - set(dropped)
+
+
 class ControlPlaneError(RuntimeError):
     """The control-plane database is missing, newer than this code, or unreadable."""
 
@@ -156,11 +165,21 @@ class ControlPlane:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        self._migrate()
+        try:
+            self._migrate()
+        except sqlite3.DatabaseError as exc:  # junk file, read-only store, dropped table...
+            self.close()
+            raise ControlPlaneError(f"cannot use the control database {self.path}: {exc}") from exc
 
     @classmethod
-    def for_store(cls, store_root: str | os.PathLike[str]) -> ControlPlane:
-        return cls(Path(store_root) / FILENAME)
+    def for_store(cls, store_root: str | os.PathLike[str], *, create: bool = True) -> ControlPlane:
+        """The store's control plane. With ``create=False`` (commands that must not make a
+        store appear: `tenants list`, `audit verify` on a mistyped path), a path that is not
+        a flowatlas store and has no control database yet is an error naming it."""
+        root = Path(store_root)
+        if not create and not (root / "store.json").exists() and not (root / FILENAME).exists():
+            raise ControlPlaneError(f"no flowatlas store at {root} (missing store.json)")
+        return cls(root / FILENAME)
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -212,6 +231,12 @@ class ControlPlane:
                 else:
                     after += step(con, self)
                 con.execute(f"PRAGMA user_version = {i + 1}")
+            present = {row[0] for row in con.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            missing = sorted(_expected_tables() - present)
+            if missing:  # a hand-edited or damaged file: say so rather than fail mid-command
+                raise ControlPlaneError(f"{self.path} is damaged: table(s) "
+                                        f"{', '.join(missing)} missing")
         for action in after:
             action()
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from flowatlas.addresses import AddressError, parse_prefix
 from flowatlas.collect.sources import BASES, Source, SourceError
 from flowatlas.governance.changes import Actor, ChangeLog
-from flowatlas.governance.controlplane import ControlPlane
+from flowatlas.governance.controlplane import ControlPlane, ControlPlaneError
 
 __all__ = ["BASES", "Source", "SourceError", "SourceRegistry"]
 
@@ -42,8 +42,14 @@ class SourceRegistry:
         self._reload()
 
     @classmethod
-    def for_store(cls, store: str | Path, *, actor: Actor | None = None) -> SourceRegistry:
-        return cls(ControlPlane.for_store(store), actor=actor)
+    def for_store(cls, store: str | Path, *, actor: Actor | None = None,
+                  create: bool = True) -> SourceRegistry:
+        """The store's registry; ``create=False`` (the `sources` commands): a path that is
+        not a store is an error naming it, and so is a damaged control database."""
+        try:
+            return cls(ControlPlane.for_store(store, create=create), actor=actor)
+        except ControlPlaneError as exc:
+            raise SourceError(str(exc)) from exc
 
     def close(self) -> None:
         self._db.close()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import queue
@@ -31,6 +32,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -38,6 +40,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from flowatlas.schema import FLOW_SCHEMA, HOLDABLE_END_US, HOLDABLE_MIN_US, conform
+from flowatlas.store.errors import StoreError as StoreError  # re-exported here too
 from flowatlas.store.manifest import (
     MANIFEST_NAME,
     DayManifest,
@@ -55,6 +58,10 @@ INGEST_ROW_GROUP_ROWS = 262_144
 RUN_MAX_ROWS = 2_000_000
 """Compaction sorts at most this many rows in memory at once (about 200 MB of Arrow data)."""
 RETIRE_GRACE_SECONDS = 300.0
+"""Files dropped from a manifest stay this long, for readers holding the previous one."""
+RETIRE_SWEEP_SECONDS = 60.0
+"""A writing process looks for expired retirees at most this often (opening the store,
+compaction and retention always look): files another process retired are found too."""
 INGEST_COMPRESSIONS = ("lz4", "none", "zstd")
 """Codecs an ingest file may be written with (the store setting ``ingest_compression``)."""
 DEFAULT_INGEST_COMPRESSION = "lz4"
@@ -62,8 +69,6 @@ _US_PER_DAY = 86_400 * 1_000_000
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
-class StoreError(RuntimeError):
-    """The store path is not a flowatlas store, or an operation on it failed."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,9 @@ class DayStats:
     bytes: int
     ingest_files: int
     runs: int
+    retired_files: int = 0
+    """Files replaced (by compaction or a purge) still on disk within their grace period."""
+    retired_bytes: int = 0
 
 
 @dataclass
@@ -110,6 +118,14 @@ class StoreStats:
     @property
     def bytes(self) -> int:
         return sum(d.bytes for d in self.days)
+
+    @property
+    def retired_files(self) -> int:
+        return sum(d.retired_files for d in self.days)
+
+    @property
+    def retired_bytes(self) -> int:
+        return sum(d.retired_bytes for d in self.days)
 
 
 @dataclass
@@ -142,34 +158,84 @@ def _write_json_atomic(path: Path, data: object) -> None:
     os.replace(tmp, path)
 
 
+def _read_settings(path: Path) -> dict[str, Any]:
+    """``store.json``, checked: a JSON object whose known settings have their types."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise StoreError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise StoreError(f"{path} is not a flowatlas store file (a JSON object)")
+    days = data.get("retention_days", DEFAULT_RETENTION_DAYS)
+    if isinstance(days, bool) or not isinstance(days, int) or days < 1:
+        raise StoreError(f"{path}: retention_days {days!r} is not a whole number of days >= 1")
+    codec = data.get("ingest_compression", DEFAULT_INGEST_COMPRESSION)
+    if codec not in INGEST_COMPRESSIONS:
+        raise StoreError(f"{path}: ingest_compression {codec!r} is not one of "
+                         + ", ".join(INGEST_COMPRESSIONS))
+    return data
+
+
+@contextlib.contextmanager
+def _os_errors(root: Path) -> Iterator[None]:
+    """An operating-system error on the store (read-only, full, permissions) as a StoreError
+    naming the file, so that commands say it in one line."""
+    try:
+        yield
+    except OSError as exc:
+        where = exc.filename or root
+        raise StoreError(f"store {root}: cannot write or read {where}: "
+                         f"{exc.strerror or exc}") from exc
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _writes(method: _F) -> _F:
+    """A FlowStore method that writes: an OSError (read-only store, disk full) becomes a
+    StoreError naming the store and the file."""
+
+    @functools.wraps(method)
+    def wrapper(self: FlowStore, *args: Any, **kwargs: Any) -> Any:
+        with _os_errors(self.root):
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
 class FlowStore:
     """Append, compact, expire and read the flow dataset under ``root``."""
 
     def __init__(self, root: str | os.PathLike[str], *, create: bool = True,
-                 retention_days: int | None = None, ingest_compression: str | None = None
-                 ) -> None:
+                 retention_days: int | None = None, ingest_compression: str | None = None,
+                 clock: Callable[[], float] = time.time,
+                 retire_grace: float = RETIRE_GRACE_SECONDS) -> None:
         if ingest_compression is not None and ingest_compression not in INGEST_COMPRESSIONS:
             raise StoreError(f"ingest compression {ingest_compression!r}: choose one of "
                              + ", ".join(INGEST_COMPRESSIONS))
         self.root = Path(root)
+        self.clock = clock
+        self.retire_grace = retire_grace
+        self._next_sweep = 0.0
         settings = self.root / "store.json"
-        if not settings.exists():
-            if not create:
-                raise StoreError(f"no flowatlas store at {self.root} (missing store.json)")
-            self.root.mkdir(parents=True, exist_ok=True)
-            self._write_settings({"retention_days": retention_days or DEFAULT_RETENTION_DAYS})
-        try:
-            self.settings = json.loads(settings.read_text())
-        except (OSError, ValueError) as exc:
-            raise StoreError(f"cannot read {settings}: {exc}") from exc
-        changes = {k: v for k, v in (("retention_days", retention_days),
-                                     ("ingest_compression", ingest_compression))
-                   if v is not None and v != self.settings.get(k)}
-        if changes:
-            self.settings.update(changes)
-            self._write_settings(self.settings)
+        with _os_errors(self.root):
+            if not settings.exists():
+                if not create:
+                    raise StoreError(f"no flowatlas store at {self.root} (missing store.json)")
+                self.root.mkdir(parents=True, exist_ok=True)
+                self._write_settings({"retention_days": retention_days or DEFAULT_RETENTION_DAYS})
+            self.settings = _read_settings(settings)
+            changes = {k: v for k, v in (("retention_days", retention_days),
+                                         ("ingest_compression", ingest_compression))
+                       if v is not None and v != self.settings.get(k)}
+            if changes:
+                self.settings.update(changes)
+                self._write_settings(self.settings)
         self._manifests: dict[date, tuple[tuple[int, int, int], DayManifest]] = {}
-        self._recover()
+        if os.access(self.root, os.W_OK):  # a read-only store can still be read
+            with _os_errors(self.root):
+                self._recover()
+                self.sweep_retired()
 
     # -- settings and locking -------------------------------------------------------------
 
@@ -203,6 +269,7 @@ class FlowStore:
 
     # -- writing ----------------------------------------------------------------------------
 
+    @_writes
     def append(self, batch: pa.RecordBatch | pa.Table) -> int:
         """Store a batch of flows; returns the rows stored. Visible to readers on return.
 
@@ -238,6 +305,7 @@ class FlowStore:
             _write_json_atomic(journal, entries)
         self._publish(entries)
         journal.unlink(missing_ok=True)
+        self._sweep_if_due()
         return int(table.num_rows)
 
     @property
@@ -259,7 +327,7 @@ class FlowStore:
 
     def _recover(self) -> None:
         """Roll forward appends that a crash interrupted after their journal was written."""
-        for journal in sorted(self._journal_dir.glob("*.json")):
+        for journal in sorted((self.root / ".journal").glob("*.json")):
             try:
                 entries = json.loads(journal.read_text())
             except ValueError:
@@ -355,17 +423,24 @@ class FlowStore:
             yield from pq.ParquetFile(path).iter_batches(batch_size=batch_rows)
 
     def stats(self) -> StoreStats:
+        """Rows, live files and bytes per day, and the retired files still on disk (their
+        bytes as found there: they are gone once swept)."""
         out = StoreStats()
         for day in self.days():
             m = self.manifest(day)
             if m is None:
                 continue
+            retired = 0
+            for r in m.retired:
+                with contextlib.suppress(FileNotFoundError):
+                    retired += (self._day_dir(day) / r.file).stat().st_size
             out.days.append(DayStats(day, m.rows, len(m.live_files()), m.size,
-                                     len(m.ingest), len(m.runs)))
+                                     len(m.ingest), len(m.runs), len(m.retired), retired))
         return out
 
     # -- maintenance ------------------------------------------------------------------------
 
+    @_writes
     def compact(self, day: date | None = None, *, run_max_rows: int = RUN_MAX_ROWS) -> CompactReport:
         """Rewrite ingest files (and undersized runs) into endpoint-sorted runs.
 
@@ -374,6 +449,7 @@ class FlowStore:
         """
         return self._compact_days([day] if day else self.days(), run_max_rows)
 
+    @_writes
     def compact_due(self, now: datetime | None = None, *, settle_seconds: float = 3600.0,
                     run_max_rows: int = RUN_MAX_ROWS) -> CompactReport:
         """Compact the days that are due (the schedule ``serve`` and ``store compact --due``
@@ -398,6 +474,7 @@ class FlowStore:
         with self._lock(".compact.lock"):
             for day in days:
                 self._compact_day(day, run_max_rows, report)
+        self.sweep_retired()
         report.seconds = time.perf_counter() - started
         return report
 
@@ -444,36 +521,71 @@ class FlowStore:
             retired += [p for r in current.runs if r.src in consumed_runs for p in (r.src, r.dst)]
             current.ingest = [f for f in current.ingest if f.file not in consumed_ingest]
             current.runs = [r for r in current.runs if r.src not in consumed_runs] + new_runs
-            current.retire(retired)
+            current.retire(retired, self.clock())
             write_manifest(day_dir, current)
         report.days += 1
         report.files_in += len(inputs)
         report.runs_out += len(new_runs)
 
-    def _drop_retired(self, day_dir: Path, grace: float = RETIRE_GRACE_SECONDS) -> None:
-        """Delete files retired long enough ago, and debris of interrupted writes."""
+    def sweep_retired(self) -> tuple[int, int]:
+        """Delete every day's retired files whose grace period has passed; returns (files,
+        bytes) given back. Runs on opening the store, after compaction and retention, and
+        from appends at most every RETIRE_SWEEP_SECONDS, so disk comes back whatever runs
+        next (before, only a later compaction of the same day removed them)."""
+        now = self.clock()
+        self._next_sweep = now + RETIRE_SWEEP_SECONDS
+        files = size = 0
+        for day in self.days():
+            m = self.manifest(day)  # cached per manifest version: cheap when nothing changed
+            if m is not None and any(now - r.at >= self.retire_grace for r in m.retired):
+                n, b = self._drop_expired(self._day_dir(day), now)
+                files, size = files + n, size + b
+        return files, size
+
+    def _sweep_if_due(self) -> None:
+        if self.clock() >= self._next_sweep:
+            self.sweep_retired()
+
+    def _drop_expired(self, day_dir: Path, now: float) -> tuple[int, int]:
+        """Delete the day's retirees older than the grace period; returns (files, bytes)."""
+        files = size = 0
         with self._lock():
             manifest = read_manifest(day_dir)
             if manifest is None:
-                return
-            now = time.time()
+                return 0, 0
             keep = []
             for r in manifest.retired:
-                if now - r.at >= grace:
-                    (day_dir / r.file).unlink(missing_ok=True)
+                if now - r.at >= self.retire_grace:
+                    path = day_dir / r.file
+                    with contextlib.suppress(FileNotFoundError):
+                        size += path.stat().st_size
+                        path.unlink()
+                        files += 1
                 else:
                     keep.append(r)
             if len(keep) != len(manifest.retired):
                 manifest.retired = keep
                 write_manifest(day_dir, manifest)
+        return files, size
+
+    def _drop_retired(self, day_dir: Path) -> None:
+        """Delete the day's expired retirees, and debris of interrupted writes (files no
+        manifest names, older than the grace period)."""
+        now = self.clock()
+        self._drop_expired(day_dir, now)
+        with self._lock():
+            manifest = read_manifest(day_dir)
+            if manifest is None:
+                return
             known = set(manifest.live_files()) | {r.file for r in manifest.retired}
             for sub in ("ingest", "src", "dst"):
                 for path in (day_dir / sub).glob("*"):
                     rel = f"{sub}/{path.name}"
-                    stale = now - path.stat().st_mtime > grace
+                    stale = time.time() - path.stat().st_mtime > self.retire_grace
                     if rel not in known and stale:
                         path.unlink(missing_ok=True)
 
+    @_writes
     def retention(self, now: datetime | None = None, days: int | None = None) -> list[date]:
         """Delete whole days older than the retention window; returns the days deleted."""
         now = now or datetime.now(UTC)
@@ -488,8 +600,10 @@ class FlowStore:
                     os.replace(day_dir, doomed)
                 shutil.rmtree(doomed, ignore_errors=True)
                 deleted.append(day)
+        self.sweep_retired()
         return deleted
 
+    @_writes
     def delete_where(self, predicate: Callable[[pa.Table], pa.ChunkedArray | pa.Array]) -> int:
         """Remove every stored row for which ``predicate`` is true (opt-outs); returns rows removed.
 
@@ -535,7 +649,7 @@ class FlowStore:
                             dst_size = 0
                         if src_size or dst_size:
                             r.size = src_size + dst_size or r.size
-                    current.retire(list(replacements))
+                    current.retire(list(replacements), self.clock())
                     write_manifest(day_dir, current)
         return removed
 

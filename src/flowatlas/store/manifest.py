@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flowatlas.store.errors import StoreError
+
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
 
@@ -62,9 +64,9 @@ class DayManifest:
     def live_files(self) -> list[str]:
         return [f.file for f in self.ingest] + [p for r in self.runs for p in (r.src, r.dst)]
 
-    def retire(self, files: list[str]) -> None:
-        now = time.time()
-        self.retired.extend(Retired(f, now) for f in files)
+    def retire(self, files: list[str], now: float | None = None) -> None:
+        at = time.time() if now is None else now
+        self.retired.extend(Retired(f, at) for f in files)
 
     def to_json(self) -> dict[str, Any]:
         return {"version": MANIFEST_VERSION, **asdict(self)}
@@ -80,12 +82,24 @@ class DayManifest:
 
 
 def read_manifest(day_dir: Path) -> DayManifest | None:
+    """The day's manifest; None when there is none. A damaged one is a StoreError naming it
+    (never a guess: it is what says which files hold the day's rows)."""
     path = day_dir / MANIFEST_NAME
     try:
         with path.open("rb") as fh:
-            return DayManifest.from_json(json.load(fh))
+            data = json.load(fh)
+        if not isinstance(data, dict):
+            raise TypeError("not a JSON object")
+        manifest = DayManifest.from_json(data)
+        counts = [(f.rows, f.size) for f in manifest.ingest]
+        counts += [(r.rows, r.size) for r in manifest.runs]
+        if not all(isinstance(n, int) and isinstance(b, int) for n, b in counts):
+            raise TypeError("rows and size must be whole numbers")
+        return manifest
     except FileNotFoundError:
         return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise StoreError(f"damaged day manifest {path}: {exc}") from exc
 
 
 def write_manifest(day_dir: Path, manifest: DayManifest) -> None:
