@@ -226,3 +226,27 @@ def test_owned_lru_evicts_within_the_owner_then_from_the_largest() -> None:
     assert lru.cost == 5 and lru.evicted["a"] == 3 and lru.evicted["b"] == 0
     assert lru.put(("b", 9), "big", 4) is None and lru.refused["b"] == 1
     assert lru.pop(("a", 2)) == "a2" and lru.cost_of("a") == 1
+
+
+def test_sampling_rates_are_bounded_per_exporter() -> None:
+    """A flood of sampler ids from one exporter never pushes out another exporter's rate (the
+    shared count cap used to stop learning everyone's rates once one exporter filled it)."""
+    from flowatlas.collect.sampling import SamplingRates
+    from flowatlas.protocols.elements import IE
+
+    def values(rate: int, sid: int) -> dict[int, np.ndarray]:
+        return {IE.SAMPLING_INTERVAL: np.array([rate], dtype=np.uint64),
+                IE.SAMPLER_ID: np.array([sid], dtype=np.uint64)}
+
+    rates = SamplingRates(max_entries=20, max_per_exporter=16)
+    a, b, c = pack(A), pack(B), pack(C)
+    rates.learn(b, 10, 1, {IE.SAMPLING_INTERVAL: np.array([100], dtype=np.uint64)}, 1)
+    for sid in range(1000):
+        rates.learn(a, 10, 1, values(7, sid), 1)
+    assert rates.default(b, 10, 1) == 100
+    for sid in range(5):  # the table is full: room comes from A, the biggest holder
+        rates.learn(c, 10, 1, values(50, sid), 1)
+    got = rates.for_records(c, 10, 1, {IE.SAMPLER_ID: np.arange(5, dtype=np.uint64)}, 5)
+    assert got.tolist() == [50] * 5
+    assert rates.default(b, 10, 1) == 100
+    assert rates._rates.cost_of(a) == 14 and rates._rates.cost == 20

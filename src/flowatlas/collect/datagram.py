@@ -277,8 +277,8 @@ class Decoder:
         source = self.registry.lookup(exp)
         if source is None:
             c.unregistered += count
-            if exp not in self._unregistered_logged:
-                self._unregistered_logged.add(exp)
+            if exp not in self._unregistered_logged and len(self._unregistered_logged) < 4096:
+                self._unregistered_logged.add(exp)  # bounded: spoofed sources are endless
                 log.warning("flows from unregistered exporter %s are not stored", unpack(exp))
             return False
         batch.sources[exp] = (source.source_id, source.sampling)

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from flowatlas.collect.bounded import OwnedLRU
 from flowatlas.protocols.elements import IE
 
 SamplerKey = tuple[bytes, int, int, int]
@@ -53,10 +54,20 @@ def sampler_ids(values: Values) -> npt.NDArray[np.int64] | None:
     return None
 
 
+DEFAULT_MAX_PER_EXPORTER = 1024
+"""Samplers (and boot times) kept per exporter address: a few per real box."""
+
+
 class SamplingRates:
-    def __init__(self, max_entries: int = 65536) -> None:
-        self._rates: dict[SamplerKey, int] = {}
-        self._init: dict[tuple[bytes, int, int], int] = {}
+    """Rates by (exporter, version, domain, sampler) and boot times by (exporter, version,
+    domain), bounded per exporter and in total like the other decoder state (collect/bounded.py:
+    one exporter's flood of sampler ids or domains never pushes out another's rates)."""
+
+    def __init__(self, max_entries: int = 65536, *,
+                 max_per_exporter: int = DEFAULT_MAX_PER_EXPORTER) -> None:
+        self._rates: OwnedLRU[SamplerKey, int] = OwnedLRU(max_per_exporter, max_entries)
+        self._init: OwnedLRU[tuple[bytes, int, int], int] = OwnedLRU(max_per_exporter,
+                                                                      max_entries)
         self.max_entries = max_entries
         self.changed = False
         self.generation = 0
@@ -73,12 +84,12 @@ class SamplingRates:
         for i in range(n):
             sid = DOMAIN_DEFAULT if ids is None else int(ids[i])
             key = (exporter, version, domain, sid)
-            if key not in self._rates and len(self._rates) >= self.max_entries:
-                continue
             if self._rates.get(key) != int(rate[i]):
-                self._rates[key] = int(rate[i])
+                self._rates.put(key, int(rate[i]), 1)
                 self.changed = True
                 self.generation += 1
+            else:
+                self._rates.touch(key)
             learnt += 1
         return learnt
 
@@ -88,9 +99,8 @@ class SamplingRates:
         if v is not None and len(v) and v.ndim == 1:
             key = (exporter, version, domain)
             value = int(v[-1])
-            if self._init.get(key) != value and (key in self._init or
-                                                 len(self._init) < self.max_entries):
-                self._init[key] = value
+            if self._init.get(key) != value:
+                self._init.put(key, value, 1)
                 self.changed = True
                 self.generation += 1
 
@@ -98,7 +108,8 @@ class SamplingRates:
         return self._init.get((exporter, version, domain))
 
     def default(self, exporter: bytes, version: int, domain: int) -> int:
-        return self._rates.get((exporter, version, domain, DOMAIN_DEFAULT), 1)
+        rate = self._rates.get((exporter, version, domain, DOMAIN_DEFAULT))
+        return 1 if rate is None else rate
 
     def for_records(self, exporter: bytes, version: int, domain: int, values: Values,
                     n: int) -> npt.NDArray[np.uint64]:
@@ -123,6 +134,7 @@ class SamplingRates:
 
     def load_json(self, data: dict[str, list[Any]]) -> None:
         for exporter, version, domain, sid, rate in data["rates"]:
-            self._rates[(bytes.fromhex(exporter), int(version), int(domain), int(sid))] = int(rate)
+            self._rates.put((bytes.fromhex(exporter), int(version), int(domain), int(sid)),
+                            int(rate), 1)
         for exporter, version, domain, ms in data["init"]:
-            self._init[(bytes.fromhex(exporter), int(version), int(domain))] = int(ms)
+            self._init.put((bytes.fromhex(exporter), int(version), int(domain)), int(ms), 1)
