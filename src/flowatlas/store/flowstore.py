@@ -536,7 +536,10 @@ class FlowStore:
         self._next_sweep = now + RETIRE_SWEEP_SECONDS
         files = size = 0
         for day in self.days():
-            m = self.manifest(day)  # cached per manifest version: cheap when nothing changed
+            try:
+                m = self.manifest(day)  # cached per version: cheap when nothing changed
+            except StoreError:
+                continue  # damaged: reported by whatever reads the day, not by a sweep
             if m is not None and any(now - r.at >= self.retire_grace for r in m.retired):
                 n, b = self._drop_expired(self._day_dir(day), now)
                 files, size = files + n, size + b
