@@ -383,7 +383,7 @@ class FlowStore:
         path = self._day_dir(day) / MANIFEST_NAME
         try:
             st = os.stat(path)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return None
         version = (st.st_mtime_ns, st.st_size, st.st_ino)
         cached = self._manifests.get(day)

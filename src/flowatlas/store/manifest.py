@@ -96,7 +96,7 @@ def read_manifest(day_dir: Path) -> DayManifest | None:
         if not all(isinstance(n, int) and isinstance(b, int) for n, b in counts):
             raise TypeError("rows and size must be whole numbers")
         return manifest
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise StoreError(f"damaged day manifest {path}: {exc}") from exc
