@@ -26,7 +26,7 @@ from flowatlas.addresses import parse_prefix
 from flowatlas.analytics import NetClassTable, classify_peers, find_beacons, trace
 from flowatlas.analytics.frame import AnalyticsError
 from flowatlas.atlas import Atlas
-from flowatlas.formats import to_records
+from flowatlas.formats import readable, to_records
 from flowatlas.query.model import AggregateQuery
 from flowatlas.simulate import ScenarioConfig, SimConfig, simulate
 
@@ -85,7 +85,7 @@ def run_world(seed: int, rate: int, flows: int, days: float, out: dict[str, Any]
         t0 = time.perf_counter()
         report = classify_peers(atlas, [c["address"] for c in c2s], netclass=nc)
         out["victims_s"].append(time.perf_counter() - t0)
-        peers = report.peers.to_pylist()
+        peers = to_records(report.peers)
         # Truth: every planted victim/operator whose path an exporter observes, whether or not
         # sampling kept any of its records. Findable: what the store shows, counted here from
         # the store itself (not from the classifier): victims with records on >= 2 distinct
@@ -122,7 +122,7 @@ def run_world(seed: int, rate: int, flows: int, days: float, out: dict[str, Any]
         periodic = {(v["address"], c["address"]) for c in c2s for v in c["victims"]}
         periodic |= {(x["address"], c["address"]) for c in c2s for x in c["decoys"]
                      if x["kind"] == "cdn_healthcheck"}
-        bt = beacons.to_table()
+        bt = readable(beacons.to_table())
         for s, dd, sc in zip(bt.column("src_addr").to_pylist(), bt.column("dst_addr").to_pylist(),
                              bt.column("score").to_pylist(), strict=True):
             out["beacon_scores"].append((sc, (s, dd) in periodic))

@@ -91,7 +91,7 @@ def build(root: Path, n: int, with_nfdump: bool) -> tuple[Path, Path | None]:
     marker = root / f"built-{n}"
     nfdir = root / "nfcapd"
     if marker.exists():
-        return store, (nfdir if with_nfdump and (nfdir / "done").exists() else None)
+        return store, (nfdir if with_nfdump and (root / "nfcapd.done").exists() else None)
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     table = make_flows(n)
@@ -129,7 +129,7 @@ def send_to_nfcapd(table: pa.Table, out: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
-    (out / "done").touch()
+    (out.parent / "nfcapd.done").touch()  # outside the directory nfdump -R reads
 
 
 def checkout(rev: str, root: Path) -> Path:

@@ -12,6 +12,7 @@ import pytest
 from flowatlas.analytics import NetClassTable, classify_peers, find_beacons, peer_graph, trace
 from flowatlas.analytics.frame import AnalyticsError
 from flowatlas.atlas import Atlas
+from flowatlas.formats import readable
 from flowatlas.simulate import ScenarioConfig, SimConfig, simulate
 
 END = datetime(2026, 5, 1, tzinfo=UTC)
@@ -32,7 +33,7 @@ def test_victims_found_and_decoys_rejected(world: tuple[Atlas, dict[str, Any], P
     nc = NetClassTable.load(prefixes)
     c2s = truth["scenarios"]["c2"]
     report = classify_peers(atlas, [c["address"] for c in c2s], netclass=nc)
-    labels = dict(zip(report.peers.column("peer").to_pylist(),
+    labels = dict(zip(readable(report.peers).column("peer").to_pylist(),
                       report.peers.column("label").to_pylist(), strict=True))
     for c in c2s:
         for v in c["victims"]:
@@ -66,7 +67,7 @@ def test_victims_table_keeps_addresses_whole(world: tuple[Atlas, dict[str, Any],
 def test_beacons_rank_victims_above_others(world: tuple[Atlas, dict[str, Any], Path]) -> None:
     atlas, truth, _ = world
     report = find_beacons(atlas, Atlas.select(), top=None)
-    pairs = report.to_table()
+    pairs = readable(report.to_table())
     victims = {(v["address"], c["address"]) for c in truth["scenarios"]["c2"]
                for v in c["victims"]}
     # CDN health checks of the C2 are periodic by construction: neither victims nor negatives.
@@ -102,7 +103,7 @@ def test_graph_reaches_victims_and_keeps_hubs_as_leaves(
     atlas, truth, _ = world
     c2 = truth["scenarios"]["c2"][0]
     g = peer_graph(atlas, [c2["address"]], hops=2, max_degree=3)
-    nodes = dict(zip(g.nodes.column("addr").to_pylist(), g.nodes.column("hop").to_pylist(),
+    nodes = dict(zip(readable(g.nodes).column("addr").to_pylist(), g.nodes.column("hop").to_pylist(),
                      strict=True))
     for v in c2["victims"]:
         assert nodes.get(v["address"]) == 1

@@ -13,6 +13,7 @@ from flowatlas.analytics import NetClassTable, find_beacons, peer_graph
 from flowatlas.analytics.frame import AnalyticsError, addr_key
 from flowatlas.analytics.groups import spearman
 from flowatlas.atlas import Atlas
+from flowatlas.formats import readable, to_records
 from flowatlas.ranges import NetClassError
 from flowatlas.store import FlowStore
 
@@ -46,7 +47,7 @@ def atlas(tmp_path_factory: pytest.TempPathFactory) -> Atlas:
 
 
 def _score(report: object, src: str) -> float:
-    table = report.to_table()  # type: ignore[attr-defined]
+    table = readable(report.to_table())  # type: ignore[attr-defined]
     rows = [i for i, s in enumerate(table.column("src_addr").to_pylist()) if s == src]
     return float(table.column("score")[rows[0]].as_py()) if rows else 0.0
 
@@ -59,20 +60,20 @@ def test_beacons_separate_periodic_from_decoys(atlas: Atlas) -> None:
     assert periodic > 0.8
     assert sampled > 0.6
     assert max(decoys) < 0.4
-    table = report.to_table()
+    table = readable(report.to_table())
     i = table.column("src_addr").to_pylist().index("10.0.0.3")
     assert abs(table.column("period_s")[i].as_py() - 60) < 2
 
 
 def test_graph_keeps_hub_as_leaf(atlas: Atlas) -> None:
     g = peer_graph(atlas, ["10.9.9.9"], hops=2, max_degree=5)
-    nodes = {r["addr"]: r for r in g.nodes.to_pylist()}
+    nodes = {r["addr"]: r for r in to_records(g.nodes)}
     assert nodes["198.51.100.50"]["hub"] is True
     assert nodes["198.51.100.50"]["degree"] == 21
     assert "10.1.0.1" not in nodes  # the hub was not expanded
     assert nodes["10.8.8.8"]["hub"] is False
     wide = peer_graph(atlas, ["10.9.9.9"], hops=2, max_degree=100)
-    assert "10.1.0.1" in set(wide.nodes.column("addr").to_pylist())
+    assert "10.1.0.1" in {r["addr"] for r in to_records(wide.nodes)}
     assert "graphml" in g.to_graphml()
 
 
@@ -130,15 +131,15 @@ def busy(tmp_path_factory: pytest.TempPathFactory) -> Atlas:
 
 def test_graph_probe_finds_busy_hub_without_reading_its_months(busy: Atlas) -> None:
     g = peer_graph(busy, ["10.9.9.9"], hops=2, max_degree=20)
-    nodes = {r["addr"]: r for r in g.nodes.to_pylist()}
+    nodes = {r["addr"]: r for r in to_records(g.nodes)}
     hub = nodes["198.51.100.60"]
     assert hub["hub"] is True
     assert hub["degree"] == 30  # what the probe day alone shows: a lower bound
     assert "alone" in hub["why_leaf"]
     assert not any(a.startswith("10.2.0.") or a.startswith("10.3.0.") for a in nodes)
     # Under a higher cap the probe passes it, the whole window is read and it is expanded.
-    wide = {r["addr"]: r for r in peer_graph(busy, ["10.9.9.9"], hops=2,
-                                             max_degree=50).nodes.to_pylist()}
+    wide = {r["addr"]: r for r in to_records(peer_graph(busy, ["10.9.9.9"], hops=2,
+                                             max_degree=50).nodes)}
     assert wide["198.51.100.60"]["hub"] is False
     assert wide["198.51.100.60"]["degree"] == 41
     assert "10.2.0.1" in wide and "10.3.0.30" in wide
@@ -147,7 +148,7 @@ def test_graph_probe_finds_busy_hub_without_reading_its_months(busy: Atlas) -> N
 def test_victims_fanout_measured_on_the_one_day_only(busy: Atlas) -> None:
     from flowatlas.analytics import classify_peers
 
-    rep = {r["peer"]: r for r in classify_peers(busy, ["198.51.100.70"]).peers.to_pylist()}
+    rep = {r["peer"]: r for r in to_records(classify_peers(busy, ["198.51.100.70"]).peers)}
     assert rep["10.6.6.6"]["label"] == "scanner"
     assert rep["10.6.6.6"]["fanout"] == 1201
     assert rep["10.4.0.1"]["label"] == "victim"

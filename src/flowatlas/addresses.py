@@ -153,29 +153,42 @@ def to_matrix(column: pa.Array | pa.ChunkedArray) -> npt.NDArray[np.uint8]:
 
 
 def unpack_many(column: pa.Array | pa.ChunkedArray | Sequence[bytes]) -> list[str]:
-    """Addresses to text; IPv4 is formatted by Arrow kernels, IPv6 by inet_ntop one by one."""
+    """Addresses to text as a Python list (see :func:`texts` for the Arrow column)."""
     if not isinstance(column, (pa.Array, pa.ChunkedArray)):
         column = pa.array(list(column), ADDRESS_TYPE)
-    m = to_matrix(column)
-    n = m.shape[0]
-    if n == 0:
-        return []
-    is_v4 = (m[:, :10] == 0).all(axis=1) & (m[:, 10] == 0xFF) & (m[:, 11] == 0xFF)
-    if is_v4.all():
-        return _dotted(m)
-    out: list[str] = [""] * n
-    v4_idx = np.flatnonzero(is_v4)
-    for i, text in zip(v4_idx.tolist(), _dotted(m[v4_idx]), strict=True):
-        out[i] = text
-    for i in np.flatnonzero(~is_v4).tolist():
-        out[i] = socket.inet_ntop(socket.AF_INET6, m[i].tobytes())
+    out: list[str] = texts(column).to_pylist()
     return out
 
 
-def _dotted(m: npt.NDArray[np.uint8]) -> list[str]:
+def texts(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Addresses to an Arrow string column: IPv4 by Arrow kernels, IPv6 by inet_ntop one by one;
+    no Python objects for the IPv4 rows."""
+    m = to_matrix(column)
+    n = m.shape[0]
+    if n == 0:
+        return pa.array([], pa.string())
+    is_v4 = (m[:, :10] == 0).all(axis=1) & (m[:, 10] == 0xFF) & (m[:, 11] == 0xFF)
+    if is_v4.all():
+        return _dotted(m)
+    v4_idx = np.flatnonzero(is_v4)
+    v6_idx = np.flatnonzero(~is_v4)
+    v6 = pa.array([socket.inet_ntop(socket.AF_INET6, m[i].tobytes()) for i in v6_idx.tolist()],
+                  pa.string())
+    if not len(v4_idx):
+        return v6
+    # Both families side by side, then each row picks its own text.
+    order = np.empty(n, dtype=np.int64)
+    order[v4_idx] = np.arange(len(v4_idx))
+    order[v6_idx] = len(v4_idx) + np.arange(len(v6_idx))
+    both = pa.concat_arrays([_dotted(m[v4_idx]), v6])
+    return both.take(pa.array(order))
+
+
+def _dotted(m: npt.NDArray[np.uint8]) -> pa.Array:
     octets = [pa.array(m[:, 12 + k]).cast(pa.string()) for k in range(4)]
     joined = pc.binary_join_element_wise(*octets, ".")
-    return list(joined.to_pylist())
+    assert isinstance(joined, pa.Array)
+    return joined
 
 
 def is_ipv4(raw: bytes) -> bool:
@@ -188,8 +201,8 @@ def prefix_texts(column: pa.Array | pa.ChunkedArray, v4: int, v6: int) -> pa.Arr
         column = column.combine_chunks()
     if not pa.types.is_fixed_size_binary(column.type):
         column = column.cast(ADDRESS_TYPE)
-    texts = pa.array(unpack_many(column), pa.string())
+    text = texts(column)
     m = to_matrix(column)
     is_v4 = (m[:, :10] == 0).all(axis=1) & (m[:, 10] == 0xFF) & (m[:, 11] == 0xFF)
     lengths = pa.array(np.where(is_v4, f"/{v4}", f"/{v6}"), pa.string())
-    return pc.binary_join_element_wise(texts, lengths, "")
+    return pc.binary_join_element_wise(text, lengths, "")

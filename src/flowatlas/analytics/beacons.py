@@ -29,7 +29,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from flowatlas.analytics import groups as g
-from flowatlas.analytics.frame import ADDR, Addrs, FlowFrame, addr_text, fetch
+from flowatlas.analytics.frame import ADDR, Addrs, FlowFrame, addr_column, fetch
 from flowatlas.atlas import Atlas
 from flowatlas.query.model import Selection
 
@@ -87,7 +87,7 @@ class BeaconReport:
     def to_table(self) -> pa.Table:
         p = self.pairs
         return pa.table({
-            "src_addr": addr_text(p.src), "dst_addr": addr_text(p.dst),
+            "src_addr": addr_column(p.src), "dst_addr": addr_column(p.dst),
             "dst_port": pa.array(p.port, pa.int32()),
             "score": np.round(p.score, 3), "period_s": np.round(p.period_s, 1),
             "contacts": p.contacts, "rita_ts": np.round(p.rita_ts, 3),

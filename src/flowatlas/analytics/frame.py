@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from flowatlas.addresses import Prefix, pack, parse_prefix
+from flowatlas.addresses import Prefix, from_matrix, pack, parse_prefix
 from flowatlas.atlas import Atlas
 from flowatlas.query.expr import AddrMatch, Direction, Expr, conjoin
 from flowatlas.query.model import MAX_LIMIT, Selection
@@ -33,6 +33,12 @@ from flowatlas.ranges import key_prefixes as key_prefixes
 
 class AnalyticsError(ValueError):
     """Input an investigation cannot work with (bad address, empty window, ...)."""
+
+
+def addr_column(keys: Addrs) -> pa.FixedSizeBinaryArray:
+    """``V16`` keys as a 16-byte Arrow address column: the form results carry (rendered to
+    text once, by flowatlas.formats)."""
+    return from_matrix(np.ascontiguousarray(keys, dtype=ADDR).view(np.uint8).reshape(-1, 16))
 
 
 def addr_key(text: str) -> np.void:

@@ -21,13 +21,20 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from flowatlas.analytics import groups as g
-from flowatlas.analytics.frame import ADDR, AnalyticsError, addr_keys, addr_text, key_prefixes
+from flowatlas.analytics.frame import (
+    ADDR,
+    AnalyticsError,
+    addr_column,
+    addr_keys,
+    key_prefixes,
+)
 from flowatlas.analytics.netclass import INFRASTRUCTURE, NetClassTable
 from flowatlas.atlas import Atlas
 from flowatlas.query.expr import AddrMatch, Direction, conjoin
 from flowatlas.query.model import AggregateQuery, Selection
 from flowatlas.query.plan import MAX_HINT_PREFIXES
 from flowatlas.query.window import Window
+from flowatlas.schema import ADDRESS_TYPE
 
 TS = pa.timestamp("us", "UTC")
 
@@ -295,7 +302,7 @@ def _edges_of(atlas: Atlas, base: Selection, frontier: list[np.void]) -> pa.Tabl
 
 
 def _merge_edges(parts: list[pa.Table]) -> pa.Table:
-    empty = pa.table({"a": pa.array([], pa.string()), "b": pa.array([], pa.string()),
+    empty = pa.table({"a": pa.array([], ADDRESS_TYPE), "b": pa.array([], ADDRESS_TYPE),
                       "flows": pa.array([], pa.int64()), "bytes": pa.array([], pa.int64()),
                       "packets": pa.array([], pa.int64()), "a_to_b": pa.array([], pa.int64()),
                       "b_to_a": pa.array([], pa.int64()), "ports": pa.array([], pa.string()),
@@ -337,7 +344,7 @@ def _merge_edges(parts: list[pa.Table]) -> pa.Table:
     lmax = np.maximum.reduceat(lst[order], starts)
     ports = _top_ports(eid, port, flows)
     return pa.table({
-        "a": addr_text(a[so]), "b": addr_text(b[so]),
+        "a": addr_column(a[so]), "b": addr_column(b[so]),
         "flows": total(flows), "bytes": total(byt), "packets": total(pkt),
         "a_to_b": total(np.where(a_to_b, flows, 0)), "b_to_a": total(np.where(a_to_b, 0, flows)),
         "ports": [ports.get(int(e), "") for e in eid[so]],
@@ -373,10 +380,9 @@ def _top_ports(eid: npt.NDArray[np.int64], port: npt.NDArray[np.int64],
 def _nodes(node_hop: dict[bytes, int], degree: dict[bytes, int], hub: dict[bytes, str],
            unexpanded: dict[bytes, str], netclass: NetClassTable, edges: pa.Table) -> pa.Table:
     keys = np.array(list(node_hop), dtype=ADDR)
-    text = addr_text(keys)
-    flows: dict[str, int] = {}
-    byts: dict[str, int] = {}
-    neighbours: dict[str, set[str]] = {}
+    flows: dict[bytes, int] = {}
+    byts: dict[bytes, int] = {}
+    neighbours: dict[bytes, set[bytes]] = {}
     for col, other in (("a", "b"), ("b", "a")):
         for addr, peer, f, b in zip(edges.column(col).to_pylist(), edges.column(other).to_pylist(),
                                     edges.column("flows").to_pylist(),
@@ -392,10 +398,10 @@ def _nodes(node_hop: dict[bytes, int], degree: dict[bytes, int], hub: dict[bytes
            ("" if m else "hop limit: degree counts this graph's edges only")
            for r, m in zip(raws, measured, strict=True)]
     return pa.table({
-        "addr": text, "hop": [node_hop[r] for r in raws],
-        "degree": pa.array([degree[r] if m else len(neighbours.get(t, ()))
-                            for r, t, m in zip(raws, text, measured, strict=True)], pa.int64()),
+        "addr": addr_column(keys), "hop": [node_hop[r] for r in raws],
+        "degree": pa.array([degree[r] if m else len(neighbours.get(r, ()))
+                            for r, m in zip(raws, measured, strict=True)], pa.int64()),
         "hub": [r in hub for r in raws], "why_leaf": why,
-        "class": netclass.lookup(keys), "flows": [flows.get(t, 0) for t in text],
-        "bytes": [byts.get(t, 0) for t in text],
+        "class": netclass.lookup(keys), "flows": [flows.get(r, 0) for r in raws],
+        "bytes": [byts.get(r, 0) for r in raws],
     }).sort_by([("hop", "ascending"), ("bytes", "descending")])

@@ -23,8 +23,8 @@ from flowatlas.analytics.beacons import score_pairs
 from flowatlas.analytics.frame import (
     AnalyticsError,
     RangeSet,
+    addr_column,
     addr_keys,
-    addr_text,
     fetch_touching,
     key_prefixes,
     parse_addresses,
@@ -35,6 +35,7 @@ from flowatlas.query.expr import AddrMatch, Direction, conjoin
 from flowatlas.query.model import AggregateQuery, Selection
 from flowatlas.query.plan import MAX_HINT_PREFIXES
 from flowatlas.query.window import Window
+from flowatlas.schema import ADDRESS_TYPE
 
 ADMIN_PORTS = frozenset({22, 23, 3389, 5900, 5985, 5986, 2222, 50050, 8834, 10000})
 SYN, ACK = 0x02, 0x10
@@ -61,7 +62,10 @@ class VictimReport:
         return {"c2": self.c2, "flows": self.flows, "peers": to_records(self.peers)}
 
     def label_of(self, address: str) -> str | None:
-        rows = [i for i, a in enumerate(self.peers.column("peer").to_pylist()) if a == address]
+        from flowatlas.addresses import pack
+
+        raw = pack(address)
+        rows = [i for i, a in enumerate(self.peers.column("peer").to_pylist()) if a == raw]
         return str(self.peers.column("label")[rows[0]].as_py()) if rows else None
 
 
@@ -142,7 +146,7 @@ def classify_peers(atlas: Atlas, c2s: list[str], selection: Selection | None = N
     label, conf, why = _rules(n, classes, probes, flows, up, down, days, admin, on_svc,
                               init_share, beacon, touches, fan, rate)
     table = pa.table({
-        "peer": addr_text(kp), "c2": addr_text(kc), "label": label,
+        "peer": addr_column(kp), "c2": addr_column(kc), "label": label,
         "confidence": np.round(conf, 3), "why": why, "class": classes,
         "flows": flows.astype(np.int64), "bytes_up": up.round().astype(np.int64),
         "bytes_down": down.round().astype(np.int64), "days": days.astype(np.int64),
@@ -263,7 +267,7 @@ def _rules(n: int, classes: list[str], probes: Any, flows: Any, up: Any, down: A
 
 
 def _empty_table() -> pa.Table:
-    return pa.table({"peer": pa.array([], pa.string()), "c2": pa.array([], pa.string()),
+    return pa.table({"peer": pa.array([], ADDRESS_TYPE), "c2": pa.array([], ADDRESS_TYPE),
                      "label": pa.array([], pa.string()),
                      "confidence": pa.array([], pa.float64()), "why": pa.array([], pa.string())})
 

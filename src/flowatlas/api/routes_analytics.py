@@ -1,10 +1,10 @@
 """Investigation routes over flowatlas.analytics: graph, beacons, victims, trace.
 
 Each goes through the same gate as the flow routes (key, role, purpose, quotas, scope) and runs
-on ``ticket.selection``, whose scope every analytics query carries. Addresses that the
-analytics return as text are turned back into 16-byte columns first, so ``gate.disclose``
-scope-checks the rows that describe flows (edges, pairs, peers, trace candidates) and
-pseudonymises every address column the same way it does for flows.
+on ``ticket.selection``, whose scope every analytics query carries. The analytics return
+16-byte address columns, so ``gate.disclose`` scope-checks the rows that describe flows
+(edges, pairs, peers, trace candidates) and pseudonymises every address column the same way
+it does for flows; ``flowatlas.formats`` writes them as text.
 """
 
 from __future__ import annotations
@@ -14,12 +14,10 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-import numpy as np
-import pyarrow as pa
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from flowatlas.addresses import AddressError, Prefix, from_matrix, pack_many, parse_prefix
+from flowatlas.addresses import AddressError, Prefix, parse_prefix
 from flowatlas.analytics.frame import AnalyticsError
 from flowatlas.api.deps import AskedWindow, Credential, FilterText, Purpose
 from flowatlas.api.errors import ERROR_RESPONSES
@@ -31,8 +29,6 @@ from flowatlas.governance.gate import Gate, Ticket
 from flowatlas.query.model import QueryError
 from flowatlas.query.window import WindowError, parse_time
 
-# Columns in which the analytics return addresses as text.
-GRAPH_ADDRESS_TEXT = ("addr", "a", "b", "local", "peer")
 Seeds = Annotated[list[str], Query(min_length=1, max_length=50)]
 
 
@@ -44,20 +40,6 @@ def investigating(gate: Gate, ticket: Ticket) -> Iterator[None]:
             yield
         except AnalyticsError as exc:
             raise QueryError(str(exc)) from None
-
-
-def binary(table: pa.Table, columns: tuple[str, ...]) -> pa.Table:
-    """Text address columns as 16-byte columns (what disclose scope-checks and pseudonymises)."""
-    for name in columns:
-        if name in table.column_names and pa.types.is_string(table.schema.field(name).type):
-            i = table.column_names.index(name)
-            table = table.set_column(i, name, pack_many(table.column(i)))
-    return table
-
-
-def keys_column(keys: np.ndarray[Any, Any]) -> pa.Array:
-    """``V16`` address keys (analytics' form) as a 16-byte Arrow column."""
-    return from_matrix(np.ascontiguousarray(keys).view(np.uint8).reshape(-1, 16))
 
 
 def analytics_router(atlas: Atlas, gate: Gate) -> APIRouter:
@@ -101,8 +83,8 @@ def analytics_router(atlas: Atlas, gate: Gate) -> APIRouter:
                 max_nodes=max_nodes,
                 netclass=gate.class_table(),
             )
-            edges = binary(g.edges.slice(0, max_nodes), GRAPH_ADDRESS_TEXT)
-            nodes = gate.disclose(ticket, binary(g.nodes, GRAPH_ADDRESS_TEXT))
+            edges = g.edges.slice(0, max_nodes)
+            nodes = gate.disclose(ticket, g.nodes)
             edges = gate.disclose(ticket, edges, endpoints=("a", "b"))
         body = {
             "seeds": [p.text for p in seeds],
@@ -131,10 +113,7 @@ def analytics_router(atlas: Atlas, gate: Gate) -> APIRouter:
             report = find_beacons(
                 atlas, ticket.selection, min_contacts=min_contacts, top=n, min_score=min_score
             )
-            pairs = report.to_table()
-            pairs = pairs.set_column(0, "src_addr", keys_column(report.pairs.src))
-            pairs = pairs.set_column(1, "dst_addr", keys_column(report.pairs.dst))
-            pairs = gate.disclose(ticket, pairs)
+            pairs = gate.disclose(ticket, report.to_table())
         body = {"window_s": report.window_s, "flows": report.flows, "pairs": to_records(pairs)}
         return JSONResponse(body, headers=ticket.headers())
 
@@ -157,7 +136,7 @@ def analytics_router(atlas: Atlas, gate: Gate) -> APIRouter:
                 atlas, [p.text for p in ticket.targets], ticket.selection, netclass=gate.class_table(),
                 fanout=fanout,
             )
-            peers = binary(report.peers.slice(0, n), ("peer", "c2"))
+            peers = report.peers.slice(0, n)
             peers = gate.disclose(ticket, peers, endpoints=("peer", "c2"))
         body = {
             "c2": [ticket.scrub(c) for c in report.c2],

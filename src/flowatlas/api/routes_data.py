@@ -18,7 +18,7 @@ from flowatlas.api.errors import ERROR_RESPONSES
 from flowatlas.api.render import streamed, table_response
 from flowatlas.atlas import Atlas
 from flowatlas.engines.base import EngineError
-from flowatlas.formats import to_records
+from flowatlas.formats import iso, to_records
 from flowatlas.governance.gate import Gate, GateError, Ticket
 from flowatlas.query.model import MAX_LIMIT, AggregateQuery, QueryError, Selection
 from flowatlas.query.window import Window, WindowError
@@ -208,8 +208,8 @@ def data_router(atlas: Atlas, gate: Gate) -> APIRouter:
         body: dict[str, Any] = {
             "address": prefix.text,  # as asked: a pseudonym stays one
             "seen": profile.seen,
-            "first_seen": _iso(profile.first_seen),
-            "last_seen": _iso(profile.last_seen),
+            "first_seen": iso(profile.first_seen),
+            "last_seen": iso(profile.last_seen),
             **{name: to_records(t) for name, t in parts.items()},
         }
         return JSONResponse(body, headers=ticket.headers())
@@ -226,10 +226,3 @@ def _profile_rows(n: int) -> Callable[[Window], int]:
         return 3 * n + 2 + 2 * days
 
     return rows
-
-
-def _iso(value: object) -> str | None:
-    if value is None:
-        return None
-    iso = getattr(value, "isoformat", None)
-    return str(iso()).replace("+00:00", "Z") if iso else str(value)

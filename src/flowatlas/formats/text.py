@@ -13,8 +13,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from flowatlas.addresses import unpack_many
-from flowatlas.schema import ADDRESS_COLUMNS
+from flowatlas.addresses import texts
+from flowatlas.schema import ADDRESS_COLUMNS, ADDRESS_TYPE
 
 PSEUDONYM_SUFFIX = "_pseudonymised"
 """A boolean column ``<address column>_pseudonymised`` says which cells hold a pseudonym."""
@@ -40,12 +40,12 @@ def is_address(field: pa.Field) -> bool:
 def address_text(col: pa.Array | pa.ChunkedArray) -> pa.Array:
     """A 16-byte address column as text (nulls stay null)."""
     arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if not pa.types.is_fixed_size_binary(arr.type):
+        arr = arr.cast(ADDRESS_TYPE)
     if arr.null_count:
-        valid = pc.is_valid(arr)
-        text = pa.array(unpack_many(arr.fill_null(bytes(16)) if arr.type.byte_width == 16
-                                    else arr.cast(pa.binary(16)).fill_null(bytes(16))), pa.string())
-        return pc.if_else(valid, text, pa.scalar(None, pa.string()))
-    return pa.array(unpack_many(arr), pa.string())
+        text = texts(arr.fill_null(bytes(16)))
+        return pc.if_else(pc.is_valid(arr), text, pa.scalar(None, pa.string()))
+    return texts(arr)
 
 
 _UTC = ("UTC", "Etc/UTC", "+00:00", "Z")
@@ -69,8 +69,11 @@ def iso_text(col: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     if tz not in (None, *_UTC):
         text = pc.strftime(col.cast(pa.timestamp("us", tz=tz)), format="%Y-%m-%dT%H:%M:%S%Ez")
         return pc.replace_substring_regex(text, r"\.000000([+-])", "\\1")
-    text = pc.strftime(col.cast(pa.timestamp("us", tz="UTC")), format="%Y-%m-%dT%H:%M:%SZ")
-    return pc.replace_substring_regex(text, r"\.000000Z$", "Z")
+    # UTC: the naive cast prints the same wall time some 20x faster than strftime.
+    text = col.cast(pa.timestamp("us")).cast(pa.string())
+    text = pc.replace_substring(text, " ", "T", max_replacements=1)
+    text = pc.replace_substring_regex(text, r"(\.000000)?$", "Z", max_replacements=1)
+    return text
 
 
 def iso(value: object) -> str | None:
