@@ -250,3 +250,21 @@ def test_sampling_rates_are_bounded_per_exporter() -> None:
     assert got.tolist() == [50] * 5
     assert rates.default(b, 10, 1) == 100
     assert rates._rates.cost_of(a) == 14 and rates._rates.cost == 20
+
+
+def test_a_flood_of_spoofed_exporter_addresses_keeps_the_status_bounded() -> None:
+    """Every source address got counters of its own, forever: a spoofed flood grew memory and
+    the status file without bound. The most recently seen keep theirs; totals stay exact."""
+    d = Decoder(limits=StateLimits(status_max_exporters=50))
+    d.decode(ipfix_message([ipfix_set(2, ipfix_template(300, BASIC)),
+                            ipfix_set(300, record(1))]), A, 1.0)
+    spoofed = [(ipfix_message([], seq=0), f"10.9.{i // 256}.{i % 256}") for i in range(3000)]
+    for n, i in enumerate(range(0, len(spoofed), 20)):  # batches smaller than the cap
+        d.decode_many(spoofed[i:i + 20], 1.0)
+        d.decode(ipfix_message([ipfix_set(300, record(2))], seq=n + 1), A, 1.0)  # A stays recent
+    assert len(d.status.exporters) == 50 and pack(A) in d.status.exporters
+    totals = d.status.totals()
+    assert totals["packets"] == 1 + 3000 + 150 and totals["records"] == 1 + 150
+    assert d.status.of(pack(A)).lost == 0
+    assert totals["exporters_evicted"] == 3001 - 50
+    assert len(d.status.as_dict()["exporters"]) == 50

@@ -116,6 +116,10 @@ class CollectorSettings:
     sequence_max_gap: int = setting(
         65_536, "Widest sequence gap counted as loss; a wider jump is a reset "
         "(sequence_resets), never loss.", minimum=1, unit="records or packets")
+    status_max_exporters: int = setting(
+        4096, "Exporter addresses with counters of their own in the live status; the least "
+        "recently seen beyond it are summed into the totals (exporters_evicted).", minimum=1,
+        unit="exporters")
 
 
 @dataclass(frozen=True)

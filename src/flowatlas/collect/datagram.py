@@ -39,7 +39,7 @@ from flowatlas.collect.records import RecordError, Values, decode_rows, decode_s
 from flowatlas.collect.sampling import SamplingRates
 from flowatlas.collect.sequence import SequenceTracker, Unit
 from flowatlas.collect.sources import SourceLookup
-from flowatlas.collect.status import CollectorStatus, ExporterCounters
+from flowatlas.collect.status import DEFAULT_MAX_EXPORTERS, CollectorStatus, ExporterCounters
 from flowatlas.collect.templates import Template, TemplateCache, TemplateKey
 
 log = logging.getLogger("flowatlas.collect")
@@ -75,6 +75,7 @@ class StateLimits:
     sequence_max_streams_per_exporter: int = sequence.DEFAULT_MAX_STREAMS_PER_EXPORTER
     sequence_max_streams: int = sequence.DEFAULT_MAX_STREAMS
     sequence_max_gap: int = sequence.DEFAULT_MAX_GAP
+    status_max_exporters: int = DEFAULT_MAX_EXPORTERS
 
     @classmethod
     def of(cls, settings: object) -> StateLimits:
@@ -89,8 +90,8 @@ class Decoder:
                  pending_seconds: float = 10.0, limits: StateLimits | None = None) -> None:
         self.registry = registry
         self.state_path = Path(state_path) if state_path is not None else None
-        self.status = CollectorStatus()
         self.limits = lim = limits or StateLimits()
+        self.status = CollectorStatus(lim.status_max_exporters)
         self.templates = TemplateCache(
             ttl=template_ttl, max_bytes_per_exporter=lim.template_max_bytes_per_exporter,
             max_bytes=lim.template_max_bytes)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,11 +76,27 @@ class ExporterCounters:
         }
 
 
-class CollectorStatus:
-    """Counters for every exporter seen, plus totals by skip reason."""
+DEFAULT_MAX_EXPORTERS = 4096
+"""Exporter addresses with counters of their own; spoofed sources are endless."""
+_SUMMED = ("packets", "records", "malformed", "unknown_template", "sequence_gaps", "lost",
+           "sequence_resets", "sflow_sample_gaps", "sflow_drops", "unregistered", "dropped",
+           "templates_evicted")
 
-    def __init__(self) -> None:
-        self.exporters: dict[bytes, ExporterCounters] = {}
+
+class CollectorStatus:
+    """Counters for every exporter seen, plus totals by skip reason.
+
+    At most ``max_exporters`` addresses keep counters of their own, the most recently seen:
+    a flood of spoofed source addresses must not grow memory or the status file without
+    bound. The counters of an address pushed out are added to ``evicted`` (kept in the totals)
+    and ``exporters_evicted`` counts the addresses.
+    """
+
+    def __init__(self, max_exporters: int = DEFAULT_MAX_EXPORTERS) -> None:
+        self.exporters: OrderedDict[bytes, ExporterCounters] = OrderedDict()
+        self.max_exporters = max_exporters
+        self.evicted: Counter[str] = Counter()
+        self.exporters_evicted = 0
         self.reasons: Counter[str] = Counter()
         self.started = time.time()
         self.held: dict[str, dict[str, int]] = {}
@@ -95,6 +111,13 @@ class CollectorStatus:
         c = self.exporters.get(exporter)
         if c is None:
             c = self.exporters[exporter] = ExporterCounters()
+            while len(self.exporters) > self.max_exporters:
+                _, old = self.exporters.popitem(last=False)
+                for k in _SUMMED:
+                    self.evicted[k] += getattr(old, k)
+                self.exporters_evicted += 1
+        else:
+            self.exporters.move_to_end(exporter)
         return c
 
     def skip(self, exporter: bytes, reason: str, malformed: bool = True, count: int = 1) -> None:
@@ -116,9 +139,11 @@ class CollectorStatus:
         self.state, self.error, self.unwritten = "failed", error, unwritten
 
     def totals(self) -> dict[str, int]:
-        keys = ("packets", "records", "malformed", "unknown_template", "sequence_gaps", "lost",
-                "sflow_sample_gaps", "sflow_drops", "unregistered", "dropped")
-        return {k: sum(getattr(c, k) for c in self.exporters.values()) for k in keys}
+        """Sums over every exporter seen, those pushed out included."""
+        out = {k: sum(getattr(c, k) for c in self.exporters.values()) + self.evicted[k]
+               for k in _SUMMED}
+        out["exporters_evicted"] = self.exporters_evicted
+        return out
 
     def as_dict(self) -> dict[str, Any]:
         return {
