@@ -147,3 +147,28 @@ def test_aggregate_records_and_several_statistics(store: Path) -> None:
               "--format", "ndjson")
     lines = [json.loads(x) for x in res.stdout.splitlines()]
     assert {x["statistic"] for x in lines} == {"ip/bytes", "proto/packets"}
+
+
+def test_large_ipset_binds_one_list_and_matches(store: Path, tmp_path: Path) -> None:
+    """Past 64 entries addresses and prefixes go in as list parameters: same answer."""
+    data = rows()
+    hosts = sorted({r["src"] for r in data})[:150] + ["10.255.255.254"] * 3
+    nets = sorted({net(r["dst"], 24, 64) for r in data})[:100]
+    ipset = tmp_path / "big.set"
+    ipset.write_text("\n".join(hosts + nets) + "\n")
+    members = [ipaddress.ip_network(n) for n in nets]
+    want = sorted((r["time_start"], r["src"], r["dst"]) for r in data
+                  if r["src"] in hosts or r["dst"] in hosts
+                  or any(ipaddress.ip_address(a) in m for m in members for a in (r["src"], r["dst"])))
+    from flowatlas.engines.sql import SqlDialect, Statement
+    from flowatlas.query.filter import parse_filter
+
+    expr = parse_filter(f"ipset {ipset}", read_files=True)
+    st = Statement()
+    assert "unnest" in SqlDialect().compile(expr, st) and len(st.params) == 3
+    with Atlas(store) as atlas:
+        t = atlas.flows(atlas.select(expr), limit=100_000)
+    got = sorted((a, unpack(s), unpack(d)) for a, s, d in zip(
+        t["time_start"].to_pylist(), t["src_addr"].to_pylist(), t["dst_addr"].to_pylist(),
+        strict=True))
+    assert got == want and 0 < len(want) < len(data)

@@ -40,6 +40,8 @@ from flowatlas.schema import FIELD_NAMES
 from flowatlas.store import Snapshot
 
 _COLUMNS = ", ".join(FIELD_NAMES)
+_MANY_VALUES = 64
+"""Address lists longer than this are bound as one list parameter, not value by value."""
 
 
 class Statement:
@@ -130,16 +132,31 @@ class SqlDialect:
                      st: Statement) -> str:
         singles = [p for p in prefixes if p.is_single]
         ranges = [p for p in prefixes if not p.is_single]
+        # Past a few dozen values (an ipset file) one list parameter binds and runs far faster
+        # than thousands of scalar ones (a 50,000-address ipset over a small 3-day store: 0.7 s
+        # instead of 9 s, one run on the shared 2-core machine).
+        many = len(singles) > _MANY_VALUES
+        single_list = st.bind([p.low for p in singles]) if many else ""
+        range_lists = (st.bind([p.low for p in ranges]), st.bind([p.high for p in ranges])) \
+            if len(ranges) > _MANY_VALUES else None
         parts = []
         for col in columns:
             # One IN list, not a chain of ORs: DuckDB prunes row groups with an IN filter and
             # evaluates it about 2.5x faster (16 addresses over 100M flows: 0.27 s vs 0.65 s).
-            if len(singles) == 1:
+            if many:
+                parts.append(f"{col} IN (SELECT unnest({single_list}::BLOB[]))")
+            elif len(singles) == 1:
                 parts.append(f"{col} = {st.bind(singles[0].low)}")
             elif singles:
                 marks = ", ".join(st.bind(p.low) for p in singles)
                 parts.append(f"{col} IN ({marks})")
-            parts.extend(f"{col} BETWEEN {st.bind(p.low)} AND {st.bind(p.high)}" for p in ranges)
+            if range_lists:
+                lo, hi = range_lists
+                parts.append(f"EXISTS (SELECT 1 FROM (SELECT unnest({lo}::BLOB[]) AS lo, "
+                             f"unnest({hi}::BLOB[]) AS hi) AS r WHERE {col} BETWEEN r.lo AND r.hi)")
+            else:
+                parts.extend(f"{col} BETWEEN {st.bind(p.low)} AND {st.bind(p.high)}"
+                             for p in ranges)
         return parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"
 
     @staticmethod
