@@ -23,7 +23,7 @@ C2="$(python -c 'import json,sys; print(json.load(open(sys.argv[1]))["scenarios"
 echo "== store"
 flowatlas store stats | tail -n 4
 echo "== top 10 talkers by bytes"
-flowatlas top -s ip -o bytes -n 10
+flowatlas top -s ip/bytes -n 10
 echo "== profile of a planted C2 server, $C2"
 flowatlas ip "$C2" -n 5
 echo "== who are its victims? (ground truth: $STORE/ground-truth.json)"
