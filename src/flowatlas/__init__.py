@@ -55,11 +55,18 @@ _EXPORTS: dict[str, str] = {
     "TraceParams": "flowatlas.analytics.trace",
     "TraceReport": "flowatlas.analytics.trace",
     "NetClassTable": "flowatlas.ranges",
+    # enrichment: AS number, AS name and country of addresses (docs/enrichment.md)
+    "enricher": "flowatlas.enrich.lookup",
+    "Enricher": "flowatlas.enrich.lookup",
+    "Identity": "flowatlas.enrich.lookup",
+    "RangeTable": "flowatlas.enrich.table",
+    "DatasetInfo": "flowatlas.enrich.dataset",
     # files in, for a store
     "import_file": "flowatlas.importers",
     # errors: each a ValueError/RuntimeError subclass with a one-line message
     "AddressError": "flowatlas.addresses",
     "AnalyticsError": "flowatlas.analytics.frame",
+    "DatasetError": "flowatlas.enrich.dataset",
     "EngineError": "flowatlas.engines.base",
     "FilterSyntaxError": "flowatlas.query.filter",
     "NetClassError": "flowatlas.ranges",
@@ -79,13 +86,17 @@ __all__ = [
     "And",
     "Atlas",
     "BeaconReport",
+    "DatasetError",
+    "DatasetInfo",
     "Direction",
     "EngineError",
+    "Enricher",
     "Expr",
     "FilterSyntaxError",
     "FlagsMatch",
     "FlowStore",
     "FlowsQuery",
+    "Identity",
     "NetClassError",
     "NetClassTable",
     "Not",
@@ -96,6 +107,7 @@ __all__ = [
     "Prefix",
     "Profile",
     "QueryError",
+    "RangeTable",
     "Selection",
     "StoreError",
     "TraceParams",
@@ -105,6 +117,7 @@ __all__ = [
     "WindowError",
     "classify_peers",
     "conjoin",
+    "enricher",
     "find_beacons",
     "import_file",
     "pack",
@@ -126,6 +139,9 @@ if TYPE_CHECKING:  # what mypy and IDEs see; at run time __getattr__ imports on 
     from flowatlas.analytics.victims import VictimReport, classify_peers
     from flowatlas.atlas import Atlas, Profile
     from flowatlas.engines.base import EngineError
+    from flowatlas.enrich.dataset import DatasetError, DatasetInfo
+    from flowatlas.enrich.lookup import Enricher, Identity, enricher
+    from flowatlas.enrich.table import RangeTable
     from flowatlas.importers import import_file
     from flowatlas.query.expr import (
         ALL,

@@ -41,6 +41,8 @@ COMMANDS: dict[str, Entry] = {
                          "for tenants."),
     "collect": Entry(_C, "Receive NetFlow v5/v9, IPFIX and sFlow v5 over UDP and write flows "
                          "into the store."),
+    "enrich": Entry("flowatlas.cli.enrich_cmds", "AS number, AS name and country of addresses "
+                    "(offline dataset; docs/enrichment.md)."),
     "graph": Entry(_I, "Who talked to whom around ADDRESSES, up to --hops away."),
     "import": Entry(_Q, "Import flows from CSV, NDJSON or nfdump CSV files into the store."),
     "ip": Entry(_Q, "Profile of ADDRESS (or prefix): first/last seen, totals, top peers and "
