@@ -236,3 +236,109 @@ def test_cli_info_names_the_dataset() -> None:
     assert result.exit_code == 0, result.output
     rows = json.loads(result.output)
     assert rows[0]["source"] == "ip-location-db" and rows[0]["licence"].startswith("CC BY 4.0")
+
+
+# -- the ingest pipeline ------------------------------------------------------------------------
+
+def test_ingest_fills_as_numbers_the_exporter_left_at_zero(tmp_path: Path) -> None:
+    import time
+
+    from flowatlas.ingest import pipeline_for
+    from flowatlas.schema import FLOW_SCHEMA
+    from flowatlas.store import FlowStore
+
+    store = FlowStore(tmp_path / "s", create=True)
+    now_us = int(time.time() * 1e6)
+    src = ["8.8.8.8", "9.9.9.9", "10.0.0.1", "2001:4860:4860::8888"]
+    dst = ["10.0.0.2", "1.1.1.1", "192.168.1.1", "2001:db8::1"]
+    flows = pa.table({
+        "time_start": pa.array([now_us] * 4, pa.int64()).cast(FLOW_SCHEMA.field("time_start").type),
+        "src_addr": pack_many(src), "dst_addr": pack_many(dst),
+        "bytes": pa.array([1] * 4, pa.uint64()),
+        # The exporter said AS64512 for 9.9.9.9's flow: kept as exported.
+        "src_as": pa.array([0, 64512, 0, 0], pa.uint32()),
+        "dst_as": pa.array([0, 0, 0, 0], pa.uint32()),
+    })
+    pipeline = pipeline_for(store)
+    assert [s.name for s in pipeline.stages][-1] == "enrichment"
+    assert pipeline.append(store, flows) == 4
+    stored = pa.concat_tables(pa.Table.from_batches([b]) for b in store.scan())
+    by_src = dict(zip(stored.column("src_addr").to_pylist(),
+                      zip(stored.column("src_as").to_pylist(), stored.column("dst_as").to_pylist(),
+                          strict=True), strict=True))
+    assert [by_src[pack(a)] for a in src] == [(15169, 0), (64512, 13335), (0, 0), (15169, 0)]
+    assert pipeline.drops.normalised == {"src_as_enriched": 2, "dst_as_enriched": 1}
+    assert pipeline_for(store, enrich=False).stages[-1].name == "sampling"
+
+
+# -- every answer carries the identity of its addresses -------------------------------------------
+
+@pytest.fixture(scope="module")
+def small_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import time
+
+    from flowatlas.schema import FLOW_SCHEMA
+    from flowatlas.store import FlowStore
+
+    root = tmp_path_factory.mktemp("enrich-store") / "s"
+    store = FlowStore(root, create=True)
+    now_us = int((time.time() - 3600) * 1e6)
+    src = ["10.0.0.5", "10.0.0.5", "10.0.0.5", "2001:db8::7"]
+    dst = ["8.8.8.8", "1.1.1.1", "8.8.8.8", "2001:4860:4860::8888"]
+    store.append(pa.table({
+        "time_start": pa.array([now_us + i for i in range(4)], pa.int64()).cast(
+            FLOW_SCHEMA.field("time_start").type),
+        "src_addr": pack_many(src), "dst_addr": pack_many(dst),
+        "dst_port": pa.array([53, 443, 53, 53], pa.uint16()),
+        "protocol": pa.array([17, 6, 17, 17], pa.uint8()),
+        "bytes": pa.array([100, 200, 300, 500], pa.uint64()),
+    }))
+    return root
+
+
+def cli_json(*args: str) -> object:
+    result = CliRunner().invoke(cli, list(args))
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def test_query_rows_carry_both_endpoints_identity(small_store: Path) -> None:
+    rows = cli_json("query", "--store", str(small_store), "--since", "1d", "-o", "json",
+                    "--oldest-first")
+    assert isinstance(rows, list)
+    assert [(r["dst_addr"], r["dst_asn"], r["dst_as_name"]) for r in rows] == [
+        ("8.8.8.8", 15169, "Google LLC"), ("1.1.1.1", 13335, "Cloudflare, Inc."),
+        ("8.8.8.8", 15169, "Google LLC"), ("2001:4860:4860::8888", 15169, "Google LLC")]
+    assert {(r["src_asn"], r["src_country"]) for r in rows} == {(None, None)}
+    table = CliRunner().invoke(cli, ["query", "--store", str(small_store), "--since", "1d"])
+    assert "dst_asn" in table.output and "15169" in table.output
+    assert table.output.rstrip().splitlines()[-1] == enricher().footer()
+
+
+def test_top_and_profile_carry_identity(small_store: Path) -> None:
+    top = cli_json("top", "-s", "dstip/bytes", "--store", str(small_store), "--since", "1d",
+                   "-o", "json")
+    assert isinstance(top, list)
+    assert [(r["dst_addr"], r["dst_asn"], r["dst_country"] is not None) for r in top] == [
+        ("2001:4860:4860::8888", 15169, True), ("8.8.8.8", 15169, True),
+        ("1.1.1.1", 13335, True)]
+    prof = cli_json("ip", "8.8.8.8", "--store", str(small_store), "--since", "1d", "-o", "json")
+    assert isinstance(prof, dict)
+    assert prof["identity"]["asn"] == 15169 and prof["identity"]["as_name"] == "Google LLC"
+    assert prof["identity"]["enrichment"] == {"source": "ip-location-db",
+                                              "date": enricher().datasets[0].info.date}
+    assert [(p["peer"], p["peer_asn"]) for p in prof["peers"]] == [("10.0.0.5", None)]
+    text = CliRunner().invoke(cli, ["ip", "8.8.8.8", "--store", str(small_store), "--since", "1d"])
+    assert text.output.startswith("8.8.8.8 (AS15169, Google LLC, US): first seen")
+    assert text.output.count("enrichment: ") == 1  # one footer under several tables
+
+
+def test_an_exported_csv_imports_again(small_store: Path, tmp_path: Path) -> None:
+    out = CliRunner().invoke(cli, ["query", "--store", str(small_store), "--since", "1d",
+                                   "-o", "csv"])
+    assert out.exit_code == 0 and "dst_as_name" in out.output.splitlines()[0]
+    (tmp_path / "x.csv").write_text(out.output)
+    again = CliRunner().invoke(cli, ["import", "--create", str(tmp_path / "x.csv"),
+                                     "--store", str(tmp_path / "t")])
+    assert again.exit_code == 0, again.output
+    assert "imported 4 flows" in again.output

@@ -229,7 +229,8 @@ def test_pipeline_runs_its_slots_in_order_and_enrichment_plugs_in(tmp_path: Path
             return table
 
     pipeline.plug(ENRICHMENT, Tagger())
-    assert [s.name for s in pipeline.stages] == ["plausibility", "optout", "sampling", "tagger"]
+    assert [s.name for s in pipeline.stages] == ["plausibility", "optout", "sampling", "enrichment",
+                                                "tagger"]
     now_us = int(RECENT_T0 * 1e6)
     table = _flows([now_us, 0, now_us]).append_column(
         "sampling_rate", pa.array([0, 5, 7], pa.uint32()))

@@ -195,12 +195,20 @@ def _addresses(column: pa.ChunkedArray | pa.Array) -> pa.Array:
     return pack_many(column)
 
 
+# The identity columns `query -o csv` adds (formats/identity.py): derived from the addresses, so
+# a re-imported export drops them (the store derives them again).
+DERIVED = frozenset(f"{side}_{field}" for side in ("src", "dst")
+                    for field in ("asn", "as_name", "country"))
+
+
 def _from_canonical(table: pa.Table) -> pa.Table:
-    unknown = [c for c in table.column_names if c not in FIELD_NAMES]
+    unknown = [c for c in table.column_names if c not in FIELD_NAMES and c not in DERIVED]
     if unknown:
         raise SchemaError(f"unknown column(s) {', '.join(unknown)}")
     out = {}
     for name in table.column_names:
+        if name in DERIVED:
+            continue
         col = table.column(name)
         if name in ADDRESS_FIELDS:
             out[name] = _addresses(col)

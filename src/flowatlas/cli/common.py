@@ -14,6 +14,7 @@ import click
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from flowatlas.enrich import Enricher
     from flowatlas.formats import OutputFormat
     from flowatlas.query.window import Window
 
@@ -125,11 +126,61 @@ def display_zone() -> str | None:
         raise InputError(str(exc)) from exc
 
 
+_FOOTER_META = "flowatlas.enrichment_footer"
+
+
+def command_enricher() -> Enricher:
+    """The enricher of the running command: the datasets loaded into its ``--store`` (when
+    there is a store there) over the default dataset."""
+    from pathlib import Path
+
+    from flowatlas.enrich import DatasetError, enricher
+
+    ctx = click.get_current_context(silent=True)
+    store = None
+    while ctx is not None and store is None:
+        path = ctx.params.get("store_path")
+        if path and (Path(path) / "store.json").exists():
+            store = path
+        ctx = ctx.parent
+    try:
+        return enricher(store)
+    except DatasetError as exc:
+        raise InputError(str(exc)) from None
+
+
+def identified(table: pa.Table, fmt: OutputFormat | None = None) -> pa.Table:
+    """``table`` with the AS number, AS name and country of its addresses (formats/identity.py),
+    from the datasets of the running command's ``--store`` and the default one. Under a
+    terminal table the command ends with one line naming the data (once per command)."""
+    from flowatlas.formats.identity import identity_columns, with_identity
+
+    if not identity_columns(table):
+        return table
+    enrich = command_enricher()
+    ctx = click.get_current_context(silent=True)
+    out = with_identity(table, enrich)
+    if (ctx is not None and enrich.datasets and fmt is not None and fmt.name == "table"
+            and not ctx.meta.get(_FOOTER_META)):
+        ctx.meta[_FOOTER_META] = True
+        footer = enrich.footer()
+        ctx.call_on_close(lambda: click.echo(footer))
+    return out
+
+
 def write_out(batches: Iterable[pa.RecordBatch | pa.Table], fmt: OutputFormat, *,
-              schema: pa.Schema | None = None, header: bool = True) -> int:
-    """Stream batches to stdout in a bulk format or an nfdump layout, times in the --tz zone;
-    returns rows written."""
+              schema: pa.Schema | None = None, header: bool = True, identity: bool = True) -> int:
+    """Stream batches to stdout in a bulk format or an nfdump layout, times in the --tz zone,
+    addresses with their identity (``identity``); returns rows written."""
+    import pyarrow as pa
+
     from flowatlas.formats import in_zone, open_output
+
+    if identity and not fmt.is_layout:
+        batches = (identified(b if isinstance(b, pa.Table) else pa.Table.from_batches([b]), fmt)
+                   for b in batches)
+        if schema is not None:
+            schema = identified(schema.empty_table(), fmt).schema
 
     if fmt.binary and sys.stdout.isatty():
         raise InputError(f"-o {fmt.name} writes binary data: redirect it to a file or a pipe")
@@ -146,13 +197,17 @@ def write_out(batches: Iterable[pa.RecordBatch | pa.Table], fmt: OutputFormat, *
     return writer.rows
 
 
-def render(table: pa.Table, fmt: OutputFormat | str, title: str | None = None) -> None:
+def render(table: pa.Table, fmt: OutputFormat | str, title: str | None = None, *,
+           identity: bool = True) -> None:
     """Print a result table in the chosen format (``table``: a terminal table with a title),
-    times in the --tz zone."""
+    times in the --tz zone, addresses with their AS number, AS name and country (``identity``,
+    see :func:`identified`)."""
     from flowatlas.formats import in_zone, parse_format
 
     if isinstance(fmt, str):
         fmt = parse_format(fmt)
+    if identity:
+        table = identified(table, fmt)
     table = in_zone(table, display_zone())
     if fmt.name == "table":
         from flowatlas.formats import display
@@ -160,7 +215,7 @@ def render(table: pa.Table, fmt: OutputFormat | str, title: str | None = None) -
         columns, rows, right = display(table)
         render_cells(columns, rows, right, title, empty=table.num_rows == 0)
     else:
-        write_out([table], fmt, schema=table.schema)
+        write_out([table], fmt, schema=table.schema, identity=False)
 
 
 def render_rich(records: list[dict[str, Any]], columns: list[str], title: str | None = None) -> None:

@@ -57,7 +57,7 @@ def lookup_cmd(addresses: tuple[str, ...], store_path: str | None, fmt: OutputFo
         raise InputError(str(exc)) from None
     ident = enrich.column(column).table()
     table = pa.Table.from_arrays([column, *ident.columns], names=["address", *ident.column_names])
-    render(table, fmt)
+    render(table, fmt, identity=False)
     if fmt.name == "table":
         click.echo(enrich.footer())
 

@@ -13,6 +13,7 @@ from flowatlas.atlas import Atlas
 from flowatlas.cli.common import (
     InputError,
     format_option,
+    identified,
     output_option,
     render,
     store_option,
@@ -27,6 +28,8 @@ from flowatlas.ranges import NetClassError, NetClassTable
 from flowatlas.store import FlowStore, StoreError
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from flowatlas.formats import OutputFormat
 
 _USER_ERRORS = (AnalyticsError, NetClassError, StoreError, QueryError, AddressError, WindowError,
@@ -43,6 +46,12 @@ def _selection(filter_words: tuple[str, ...], since: str | None, until: str | No
 
 def _netclass(path: str | None) -> NetClassTable | None:
     return NetClassTable.load(path) if path else None
+
+
+def to_records(table: pa.Table) -> list[dict[str, Any]]:
+    from flowatlas.formats import to_records as records
+
+    return records(table)
 
 
 def _json(obj: dict[str, Any]) -> None:
@@ -89,7 +98,8 @@ def graph_cmd(addresses: tuple[str, ...], store_path: str, since: str | None,
     if fmt.name == "graphml":
         click.echo(g.to_graphml(), nl=False)
     elif fmt.name == "json":
-        _json(g.to_dict())
+        _json({**g.to_dict(), "nodes": to_records(identified(g.nodes, fmt)),
+               "edges": to_records(identified(g.edges, fmt))})
     elif part is not None:
         render(getattr(g, part), fmt, title=part)
     else:
@@ -118,7 +128,7 @@ def beacons_cmd(filter_words: tuple[str, ...], store_path: str, since: str | Non
     if report.flows == 0:
         raise InputError("no flows in this window/filter")
     if fmt.name == "json":
-        _json(report.to_dict())
+        _json({**report.to_dict(), "pairs": to_records(identified(report.to_table(), fmt))})
     else:
         render(report.to_table(), fmt, title=f"beacons over {report.flows:,} flows")
 
@@ -146,10 +156,15 @@ def victims_cmd(c2: tuple[str, ...], store_path: str, since: str | None, until: 
     if report.flows == 0:
         raise InputError(f"no flows touch {', '.join(c2)} in this window")
     if fmt.name == "json":
-        _json(report.to_dict())
+        _json({**report.to_dict(), "peers": to_records(identified(report.peers, fmt))})
     elif fmt.name == "table":  # the evidence columns (csv/ndjson/json) do not fit a terminal
-        render(report.to_table().select(VICTIM_SUMMARY), fmt,
-               title=f"peers of {', '.join(report.c2)} (--format csv for every column)")
+        table = identified(report.to_table(), fmt)
+        summary = [x for c in VICTIM_SUMMARY for x in
+                   ((c, "peer_asn", "peer_country") if c == "peer" else (c,))
+                   if x in table.column_names]
+        render(table.select(summary), fmt,
+               title=f"peers of {', '.join(report.c2)} (--format csv for every column)",
+               identity=False)
     else:
         render(report.to_table(), fmt, title=f"peers of {', '.join(report.c2)}")
 
@@ -182,7 +197,7 @@ def trace_cmd(target: str, at_text: str, from_relay: str | None, max_hops: int, 
                                           ratio=ratio))
     from flowatlas.formats.reports import trace_document, trace_tables
 
-    tables = trace_tables(report)
+    tables = {name: identified(t, fmt) for name, t in trace_tables(report).items()}
     if fmt.name == "json":
         _json(trace_document(report, tables))
         return

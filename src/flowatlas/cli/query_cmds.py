@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -11,8 +11,10 @@ from flowatlas.addresses import AddressError, unpack_many
 from flowatlas.atlas import Atlas
 from flowatlas.cli.common import (
     InputError,
+    command_enricher,
     display_zone,
     format_option,
+    identified,
     output_option,
     render,
     store_option,
@@ -100,7 +102,7 @@ def query_cmd(filter_words: tuple[str, ...], store_path: str, since: str | None,
             from flowatlas.formats import in_zone
             from flowatlas.formats.views import flow_view
 
-            table = atlas.flows(sel, limit=limit, oldest_first=oldest_first)
+            table = identified(atlas.flows(sel, limit=limit, oldest_first=oldest_first), fmt)
             render(flow_view(in_zone(table, display_zone())), fmt,
                    title=f"{table.num_rows} flows")
         else:
@@ -162,7 +164,8 @@ def top_cmd(filter_words: tuple[str, ...], store_path: str, since: str | None, u
 
             from flowatlas.formats import to_records
 
-            click.echo(json.dumps({spec: to_records(t) for spec, t in tables}, indent=1,
+            click.echo(json.dumps({spec: to_records(identified(t, fmt)) for spec, t in tables},
+                                  indent=1,
                                   default=str))
         else:
             for spec, table in tables:
@@ -230,21 +233,25 @@ def ip_cmd(address: str, filter_words: tuple[str, ...], store_path: str, since: 
         sel = _selection(atlas, filter_words, since, until)
         profile = atlas.profile(address, sel, n=n, estimate=estimate)
     names = (section,) if section else PROFILE_SECTIONS
-    sections = {name: getattr(profile, name) for name in names}
+    sections = {name: identified(getattr(profile, name), fmt) for name in names}
     from flowatlas.formats import iso, to_records
 
+    own = own_identity(profile.address, fmt)
     if fmt.name == "json":
         import json
 
-        doc = {"address": profile.address, "seen": profile.seen,
+        doc = {"address": profile.address, "identity": own, "seen": profile.seen,
                "first_seen": iso(profile.first_seen), "last_seen": iso(profile.last_seen),
                **{k: to_records(v) for k, v in sections.items()}}
         click.echo(json.dumps(doc, indent=1, default=str))
     elif fmt.name == "table":
+        who = ", ".join(x for x in (f"AS{own['asn']}" if own["asn"] else "", own["as_name"] or "",
+                                    own["country"] or "") if x) or "no AS or country known"
         if not profile.seen:
-            click.echo(f"{profile.address}: not seen in this window (no flows to or from it)")
+            click.echo(f"{profile.address} ({who}): not seen in this window "
+                       "(no flows to or from it)")
             return
-        click.echo(f"{profile.address}: first seen {iso(profile.first_seen)}, "
+        click.echo(f"{profile.address} ({who}): first seen {iso(profile.first_seen)}, "
                    f"last seen {iso(profile.last_seen)}")
         for name, table in sections.items():
             render(table, fmt, title=name)
@@ -252,6 +259,21 @@ def ip_cmd(address: str, filter_words: tuple[str, ...], store_path: str, since: 
         if not profile.seen:
             click.echo(f"{profile.address}: not seen in this window", err=True)
         render(sections[names[0]], fmt)
+
+
+def own_identity(address: str, fmt: OutputFormat) -> dict[str, Any]:
+    """AS number, AS name and country of a profile's address (of a prefix: of its first
+    address), with the data's source and date."""
+    import pyarrow as pa
+
+    from flowatlas.addresses import parse_prefix
+
+    row = identified(pa.table({"ip": pa.array([parse_prefix(address).low], pa.binary(16))}),
+                     fmt).to_pylist()[0]
+    described = command_enricher().describe()
+    return {"asn": row.get("ip_asn"), "as_name": row.get("ip_as_name"),
+            "country": row.get("ip_country"),
+            "enrichment": {"source": described["source"], "date": described["date"]}}
 
 
 @click.command("import")

@@ -22,17 +22,25 @@ def flow_view(table: pa.Table) -> pa.Table:
     start = table.column("time_start").cast(pa.int64()).to_numpy()
     end = table.column("time_end").cast(pa.int64()).to_numpy()
     proto = table.column("protocol")
-    return pa.table({
+    columns: dict[str, pa.Array | pa.ChunkedArray] = {
         "start": _token(table, "%ts"),
         "duration": pa.array(np.round((end - start) / 1e6, 3), pa.float64()),
         "proto": protocol_text(proto),
-        "src": _endpoint(shown, "src_addr", "src_port"),
-        "dst": _endpoint(shown, "dst_addr", "dst_port"),
+    }
+    for side in ("src", "dst"):
+        columns[side] = _endpoint(shown, f"{side}_addr", f"{side}_port")
+        # The endpoint's identity, where formats/identity.py added it (AS names stay in the
+        # full formats: they would crowd the one-line view).
+        for extra in (f"{side}_asn", f"{side}_country"):
+            if extra in table.column_names:
+                columns[extra] = table.column(extra)
+    columns.update({
         "flags": pc.if_else(pc.equal(proto, 6), _token(table, "%flg"), ""),
         "packets": table.column("packets"),
         "bytes": table.column("bytes"),
         "sampling": table.column("sampling_rate"),
     })
+    return pa.table(columns)
 
 
 def _endpoint(t: pa.Table, addr: str, port: str) -> pa.Array:

@@ -5,8 +5,8 @@ Order (``STAGE_ORDER``), each a slot holding zero or more stages:
 1. ``plausibility``: values the store cannot hold, and times outside the plausible window;
 2. ``optout``: flows of opted-out prefixes and ASNs;
 3. ``sampling``: sampling rates normalised (0 -> 1);
-4. ``enrichment``: empty today; where AS numbers, countries and tags will be filled in
-   (issue 12), after the drops so nothing is looked up for a flow that is not kept.
+4. ``enrichment``: AS numbers the exporter left at 0, from the enrichment dataset
+   (``enrich/stage.py``), after the drops so nothing is looked up for a flow that is not kept.
 
 The collector runs the pipeline on its receive thread before buffering, the importers on each
 parsed block, the simulator on each generated chunk. Drops are counted by reason in
@@ -81,12 +81,13 @@ class Pipeline:
 def pipeline_for(store: FlowStore | str | os.PathLike[str],
                  settings: IngestSettings | None = None, *,
                  clock: Callable[[], float] = time.time, optouts: bool = True,
-                 retention_days: int | None = None) -> Pipeline:
+                 retention_days: int | None = None, enrich: bool = True) -> Pipeline:
     """The pipeline every producer writing into ``store`` uses.
 
     ``settings``: the ``ingest`` settings (default: as loaded for the store, docs/settings.md).
     ``clock``: the ingesting clock (the simulator passes its simulated end of time).
     ``retention_days``: instead of the store's ``store.retention_days``.
+    ``enrich``: fill AS numbers the exporter left at 0 (docs/enrichment.md).
     """
     root = store.root if isinstance(store, FlowStore) else Path(store)
     if settings is None or retention_days is None:
@@ -103,4 +104,8 @@ def pipeline_for(store: FlowStore | str | os.PathLike[str],
     if optouts:
         pipeline.plug(OPTOUT, OptOutStage(root))
     pipeline.plug(SAMPLING, SamplingStage())
+    if enrich:
+        from flowatlas.enrich.stage import EnrichmentStage
+
+        pipeline.plug(ENRICHMENT, EnrichmentStage(root))
     return pipeline
