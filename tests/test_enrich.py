@@ -325,8 +325,9 @@ def test_top_and_profile_carry_identity(small_store: Path) -> None:
     prof = cli_json("ip", "8.8.8.8", "--store", str(small_store), "--since", "1d", "-o", "json")
     assert isinstance(prof, dict)
     assert prof["identity"]["asn"] == 15169 and prof["identity"]["as_name"] == "Google LLC"
-    assert prof["identity"]["enrichment"] == {"source": "ip-location-db",
-                                              "date": enricher().datasets[0].info.date}
+    info = enricher().datasets[0].info
+    assert prof["enrichment"] == {"source": info.source, "version": info.version,
+                                  "date": info.date}
     assert [(p["peer"], p["peer_asn"]) for p in prof["peers"]] == [("10.0.0.5", None)]
     text = CliRunner().invoke(cli, ["ip", "8.8.8.8", "--store", str(small_store), "--since", "1d"])
     assert text.output.startswith("8.8.8.8 (AS15169, Google LLC, US): first seen")

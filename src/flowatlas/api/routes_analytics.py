@@ -21,9 +21,12 @@ from flowatlas.addresses import AddressError, Prefix, parse_prefix
 from flowatlas.analytics.frame import AnalyticsError
 from flowatlas.api.deps import AskedWindow, Credential, FilterText, Purpose
 from flowatlas.api.errors import ERROR_RESPONSES
+from flowatlas.api.render import enrichment_field
 from flowatlas.api.routes_data import answering
 from flowatlas.atlas import Atlas
+from flowatlas.enrich import Enricher, enricher
 from flowatlas.formats import to_records
+from flowatlas.formats.identity import with_identity
 from flowatlas.formats.reports import trace_document, trace_tables
 from flowatlas.governance.gate import Gate, Ticket
 from flowatlas.query.model import QueryError
@@ -44,6 +47,9 @@ def investigating(gate: Gate, ticket: Ticket) -> Iterator[None]:
 
 def analytics_router(atlas: Atlas, gate: Gate) -> APIRouter:
     r = APIRouter(prefix="/v1", tags=["investigations"], responses=ERROR_RESPONSES)
+
+    def enrich() -> Enricher:
+        return enricher(atlas.store.root)
 
     def prefixes(cred: str | None, route: str, params: dict[str, Any], texts: list[str]
                  ) -> tuple[Prefix, ...]:
@@ -91,8 +97,9 @@ def analytics_router(atlas: Atlas, gate: Gate) -> APIRouter:
             "hops": hops,
             "max_degree": max_degree,
             "truncated": g.edges.num_rows > max_nodes,
-            "nodes": to_records(nodes),
-            "edges": to_records(edges),
+            "nodes": to_records(with_identity(nodes, enrich())),
+            "edges": to_records(with_identity(edges, enrich())),
+            "enrichment": enrichment_field(enrich()),
         }
         return JSONResponse(body, headers=ticket.headers())
 
@@ -114,7 +121,9 @@ def analytics_router(atlas: Atlas, gate: Gate) -> APIRouter:
                 atlas, ticket.selection, min_contacts=min_contacts, top=n, min_score=min_score
             )
             pairs = gate.disclose(ticket, report.to_table())
-        body = {"window_s": report.window_s, "flows": report.flows, "pairs": to_records(pairs)}
+        body = {"window_s": report.window_s, "flows": report.flows,
+                "pairs": to_records(with_identity(pairs, enrich())),
+                "enrichment": enrichment_field(enrich())}
         return JSONResponse(body, headers=ticket.headers())
 
     @r.get("/victims", summary="Peers of C2 servers, labelled with their evidence")
@@ -142,7 +151,8 @@ def analytics_router(atlas: Atlas, gate: Gate) -> APIRouter:
             "c2": [ticket.scrub(c) for c in report.c2],
             "flows": report.flows,
             "truncated": report.peers.num_rows > n,
-            "peers": to_records(peers),
+            "peers": to_records(with_identity(peers, enrich())),
+            "enrichment": enrichment_field(enrich()),
         }
         return JSONResponse(body, headers=ticket.headers())
 
@@ -189,8 +199,10 @@ def analytics_router(atlas: Atlas, gate: Gate) -> APIRouter:
             report = trace(atlas, clear[0], when, from_relay=clear[1] if from_relay else None,
                            params=tp, scope=ticket.selection)
             # The one rendering of a trace (as the CLI's), disclosed table by table.
-            tables = {name: gate.disclose(ticket, t) for name, t in trace_tables(report).items()}
-        body = trace_document(report, tables, target=to, scrub=ticket.scrub)
+            tables = {name: with_identity(gate.disclose(ticket, t), enrich())
+                      for name, t in trace_tables(report).items()}
+        body = {**trace_document(report, tables, target=to, scrub=ticket.scrub),
+                "enrichment": enrichment_field(enrich())}
         return JSONResponse(body, headers=ticket.headers())
 
     return r

@@ -15,10 +15,12 @@ from fastapi.responses import JSONResponse
 from flowatlas.addresses import AddressError, Prefix, parse_prefix
 from flowatlas.api.deps import AskedWindow, Credential, Format, Purpose, Since, Until
 from flowatlas.api.errors import ERROR_RESPONSES
-from flowatlas.api.render import streamed, table_response
+from flowatlas.api.render import enrichment_field, streamed, table_response
 from flowatlas.atlas import Atlas
 from flowatlas.engines.base import EngineError
+from flowatlas.enrich import Enricher, enricher
 from flowatlas.formats import iso, to_records
+from flowatlas.formats.identity import with_identity
 from flowatlas.governance.gate import Gate, GateError, Ticket
 from flowatlas.query.model import MAX_LIMIT, AggregateQuery, QueryError, Selection
 from flowatlas.query.window import Window, WindowError
@@ -59,6 +61,9 @@ def target(gate: Gate, cred: str | None, route: str, params: dict[str, Any], tex
 def data_router(atlas: Atlas, gate: Gate) -> APIRouter:
     r = APIRouter(prefix="/v1", tags=["flows"], responses=ERROR_RESPONSES)
 
+    def enrich() -> Enricher:
+        return enricher(atlas.store.root)
+
     @r.get("/flows", summary="Matching flow records, newest first")
     def flows(
         cred: Credential,
@@ -72,14 +77,15 @@ def data_router(atlas: Atlas, gate: Gate) -> APIRouter:
         if format is Format.json:
             with answering(gate, ticket):
                 table = gate.disclose(ticket, atlas.flows(ticket.selection, limit))
-            return table_response(table, "json", ticket.headers())
+            return table_response(table, "json", ticket.headers(), enrich=enrich())
 
         def produce() -> Iterator[pa.Table]:
             for batch in atlas.iter_flows(ticket.selection, limit):
                 yield gate.disclose(ticket, pa.Table.from_batches([batch]))
 
         return streamed(
-            produce, format.value, ticket.headers(), lambda outcome: gate.close(ticket, outcome)
+            produce, format.value, ticket.headers(), lambda outcome: gate.close(ticket, outcome),
+            enrich(),
         )
 
     @r.get("/top", summary="Top values of a field (nfdump -s)")
@@ -98,7 +104,7 @@ def data_router(atlas: Atlas, gate: Gate) -> APIRouter:
         ticket = asked.admit(gate, cred, "top", params, purpose, rows=n)
         with answering(gate, ticket):
             table = gate.disclose(ticket, atlas.top(ticket.selection, by, order.value, n, estimate))
-        return table_response(table, format.value, ticket.headers())
+        return table_response(table, format.value, ticket.headers(), enrich=enrich())
 
     @r.get("/series", summary="Flows, packets and bytes per time bin")
     def series(
@@ -131,7 +137,7 @@ def data_router(atlas: Atlas, gate: Gate) -> APIRouter:
                 ),
             )
         headers = {**ticket.headers(), "X-Truncated": str(table.num_rows >= limit).lower()}
-        return table_response(table, format.value, headers)
+        return table_response(table, format.value, headers, enrich=enrich())
 
     # Peers first: a prefix has a slash, and the profile's path would swallow '/peers'.
     @r.get("/ip/{address:path}/peers", summary="Counterparts of one address or prefix")
@@ -170,7 +176,7 @@ def data_router(atlas: Atlas, gate: Gate) -> APIRouter:
                     )
                 ),
             )
-        return table_response(table, format.value, ticket.headers())
+        return table_response(table, format.value, ticket.headers(), enrich=enrich())
 
     @r.get("/ip/{address:path}", summary="Profile of one address or prefix (1.2.3.0/24)")
     def ip_profile(
@@ -205,16 +211,28 @@ def data_router(atlas: Atlas, gate: Gate) -> APIRouter:
                 name: gate.disclose(ticket, getattr(profile, name))
                 for name in ("totals", "peers", "local_ports", "peer_ports", "daily")
             }
+        ident = enrich()
         body: dict[str, Any] = {
             "address": prefix.text,  # as asked: a pseudonym stays one
+            "identity": _identity(ident, prefix, ticket.targets[0]),
             "seen": profile.seen,
             "first_seen": iso(profile.first_seen),
             "last_seen": iso(profile.last_seen),
-            **{name: to_records(t) for name, t in parts.items()},
+            **{name: to_records(with_identity(t, ident)) for name, t in parts.items()},
+            "enrichment": enrichment_field(ident),
         }
         return JSONResponse(body, headers=ticket.headers())
 
     return r
+
+
+def _identity(enrich: Enricher, asked: Prefix, clear: Prefix) -> dict[str, Any] | None:
+    """The profiled address's own AS number, AS name and country (of a prefix: of its first
+    address); None when the asker named a pseudonym: its identity is what the gate hides."""
+    if (asked.low, asked.high) != (clear.low, clear.high):
+        return None
+    row = enrich.column(pa.array([clear.low], pa.binary(16))).table().to_pylist()[0]
+    return {"asn": row["asn"], "as_name": row["as_name"], "country": row["country"]}
 
 
 def _profile_rows(n: int) -> Callable[[Window], int]:

@@ -12,6 +12,7 @@ from flowatlas.analytics.frame import AnalyticsError
 from flowatlas.atlas import Atlas
 from flowatlas.cli.common import (
     InputError,
+    command_enricher,
     format_option,
     identified,
     output_option,
@@ -55,6 +56,8 @@ def to_records(table: pa.Table) -> list[dict[str, Any]]:
 
 
 def _json(obj: dict[str, Any]) -> None:
+    """A JSON answer, with the ``enrichment`` field naming the data behind its identities."""
+    obj = {**obj, "enrichment": command_enricher().field()}
     click.echo(json.dumps(obj, indent=1, default=str))
 
 

@@ -242,7 +242,8 @@ def ip_cmd(address: str, filter_words: tuple[str, ...], store_path: str, since: 
 
         doc = {"address": profile.address, "identity": own, "seen": profile.seen,
                "first_seen": iso(profile.first_seen), "last_seen": iso(profile.last_seen),
-               **{k: to_records(v) for k, v in sections.items()}}
+               **{k: to_records(v) for k, v in sections.items()},
+               "enrichment": command_enricher().field()}
         click.echo(json.dumps(doc, indent=1, default=str))
     elif fmt.name == "table":
         who = ", ".join(x for x in (f"AS{own['asn']}" if own["asn"] else "", own["as_name"] or "",
@@ -263,17 +264,15 @@ def ip_cmd(address: str, filter_words: tuple[str, ...], store_path: str, since: 
 
 def own_identity(address: str, fmt: OutputFormat) -> dict[str, Any]:
     """AS number, AS name and country of a profile's address (of a prefix: of its first
-    address), with the data's source and date."""
+    address)."""
     import pyarrow as pa
 
     from flowatlas.addresses import parse_prefix
 
     row = identified(pa.table({"ip": pa.array([parse_prefix(address).low], pa.binary(16))}),
                      fmt).to_pylist()[0]
-    described = command_enricher().describe()
     return {"asn": row.get("ip_asn"), "as_name": row.get("ip_as_name"),
-            "country": row.get("ip_country"),
-            "enrichment": {"source": described["source"], "date": described["date"]}}
+            "country": row.get("ip_country")}
 
 
 @click.command("import")

@@ -67,6 +67,11 @@ class Enricher:
                 "datasets": [{"source": d.info.source, "version": d.info.version,
                               "date": d.info.date} for d in self.datasets]}
 
+    def field(self) -> dict[str, Any]:
+        """``{source, version, date}``: the ``enrichment`` field of JSON answers (CLI and API)."""
+        described = self.describe()
+        return {k: described[k] for k in ("source", "version", "date")}
+
     def footer(self) -> str:
         """One line for the end of CLI answers."""
         if not self.datasets:

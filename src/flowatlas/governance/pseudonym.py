@@ -171,6 +171,15 @@ def pseudonymise_table(
             )
         else:
             table = table.set_column(i, fld, new)
+    # An AS number tells where a hidden address lives (and ingest fills it from the clear
+    # address, docs/enrichment.md): it is hidden with the address.
+    for addr, as_field in (("src_addr", "src_as"), ("dst_addr", "dst_as")):
+        hidden = marks.get(addr)
+        if hidden is not None and as_field in table.column_names and pc.any(hidden).as_py():
+            i = table.column_names.index(as_field)
+            col = table.column(i)
+            table = table.set_column(i, table.schema.field(i),
+                                     pc.if_else(hidden, pa.scalar(0, col.type), col))
     for name, mask_col in marks.items():
         mark = name + PSEUDONYM_SUFFIX
         if mark not in table.column_names:
