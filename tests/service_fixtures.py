@@ -14,12 +14,14 @@ import numpy as np
 import pyarrow as pa
 import uvicorn
 
-from flowatlas.addresses import pack_many
+from flowatlas.addresses import pack_many, parse_prefix
 from flowatlas.api.app import create_app
 from flowatlas.governance.classes import PrefixClasses
 from flowatlas.governance.controlplane import ControlPlane
 from flowatlas.governance.keys import KeyRing
+from flowatlas.governance.pseudonym import CryptoPAn
 from flowatlas.governance.tenants import TenantRegistry
+from flowatlas.ranges import in_prefixes
 from flowatlas.schema import conform
 from flowatlas.service import Service as FlowService
 
@@ -144,3 +146,12 @@ def build_service(
         server.should_exit = True
         thread.join(10)
         service.stop()
+
+
+def pseudonyms_stay_residential(svc: Service, tenant: str) -> bool:
+    """Does this tenant's key map the residential /16 onto itself? Crypto-PAn is prefix-
+    preserving, so the whole /16 goes one way, and about one key in 140 keeps it in place. Then
+    every residential address the tenant names is one of its own pseudonyms, not a clear one."""
+    pan = CryptoPAn(TenantRegistry(svc.control).get(tenant).pseudonym_key)
+    pseudonym = pan.encrypt(RESIDENTIAL_HOSTS[0])
+    return bool(in_prefixes(pack_many([pseudonym]), [parse_prefix(RESIDENTIAL_NET)])[0])

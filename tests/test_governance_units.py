@@ -217,3 +217,24 @@ def test_prefix_classes_use_the_analytics_lookup_most_specific_wins(tmp_path: Pa
 
     assert in_prefixes(col, [parse_prefix("10.0.0.0/8")]).tolist() == [True, False]
     control.close()
+
+
+def test_a_key_that_keeps_pseudonymised_space_in_place_reads_terms_as_pseudonyms() -> None:
+    # About one key in 140 maps a /16 onto itself (Crypto-PAn is prefix-preserving). Such a
+    # tenant's names inside the /16 are its own pseudonyms: terms there are read as pseudonyms
+    # (never refused as clear, never matching the clear address of the same text).
+    from flowatlas.addresses import parse_prefix
+    from flowatlas.governance.pseudospace import PseudonymSpace
+
+    space16 = parse_prefix("100.64.0.0/16")
+    rng = np.random.default_rng(3)
+    pan = next(
+        p for p in (CryptoPAn(rng.bytes(32)) for _ in range(20_000))
+        if p.encrypt("100.64.0.1").startswith("100.64.")
+    )
+    hidden = [(int.from_bytes(space16.low, "big"), int.from_bytes(space16.high, "big"))]
+    space = PseudonymSpace(hidden, pan)
+    name = parse_prefix("100.64.1.5/32")
+    (meant,) = space.term(name)
+    assert meant.text == pan.decrypt("100.64.1.5") != "100.64.1.5"
+    assert space.target(name).text == meant.text
