@@ -343,3 +343,75 @@ def test_an_exported_csv_imports_again(small_store: Path, tmp_path: Path) -> Non
                                      "--store", str(tmp_path / "t")])
     assert again.exit_code == 0, again.output
     assert "imported 4 flows" in again.output
+
+
+# -- a user's MaxMind-format database -------------------------------------------------------------
+
+def write_mmdb(path: Path) -> Path:
+    """A small real .mmdb (MaxMind DB format 2.0) in GeoLite2-ASN/City layout, written by the
+    mmdb-writer package and read back by maxminddb."""
+    from mmdb_writer import MMDBWriter
+    from netaddr import IPSet
+
+    writer = MMDBWriter(ip_version=6, database_type="Test-GeoLite2-ASN", ipv4_compatible=True,
+                        description={"en": "flowatlas test database"})
+    writer.insert_network(IPSet(["8.8.8.0/24"]), {
+        "autonomous_system_number": 64600, "autonomous_system_organization": "Override Net"})
+    writer.insert_network(IPSet(["10.20.0.0/16"]), {
+        "autonomous_system_number": 64601, "autonomous_system_organization": "Inside",
+        "country": {"iso_code": "se", "names": {"en": "Sweden"}}})
+    writer.insert_network(IPSet(["2001:db8:aa::/48"]), {"asn": "AS64602", "as_name": "IPinfo style",
+                                                       "country": "NO"})
+    writer.to_db_file(str(path))
+    return path
+
+
+def test_enrich_load_puts_a_users_mmdb_over_the_default(small_store: Path, tmp_path: Path) -> None:
+    import shutil
+
+    store = tmp_path / "s"
+    shutil.copytree(small_store, store)
+    mmdb = write_mmdb(tmp_path / "test.mmdb")
+    result = CliRunner().invoke(cli, ["enrich", "load", str(mmdb), "--store", str(store)])
+    assert result.exit_code == 0, result.output
+    assert "as 'test-geolite2-asn': 3 networks (asn, as_name, country)" in result.output
+    got = cli_json("enrich", "8.8.8.8", "10.20.1.1", "2001:db8:aa::1", "1.1.1.1",
+                   "--store", str(store), "-o", "json")
+    assert got == [
+        # The file's AS wins; it has no country for 8.8.8.0/24, so the default's shows through.
+        {"address": "8.8.8.8", "asn": 64600, "as_name": "Override Net",
+         "country": identities(enricher(), ["8.8.8.8"])[0]["country"]},
+        {"address": "10.20.1.1", "asn": 64601, "as_name": "Inside", "country": "SE"},
+        {"address": "2001:db8:aa::1", "asn": 64602, "as_name": "IPinfo style", "country": "NO"},
+        {"address": "1.1.1.1", "asn": 13335, "as_name": "Cloudflare, Inc.",
+         "country": identities(enricher(), ["1.1.1.1"])[0]["country"]},
+    ]
+    # Answers over the store use it too; the footer names both datasets.
+    rows = cli_json("query", "--store", str(store), "--since", "1d", "-o", "json")
+    assert isinstance(rows, list)
+    assert {r["dst_asn"] for r in rows if r["dst_addr"] == "8.8.8.8"} == {64600}
+    assert {r["src_asn"] for r in rows} == {None}  # 10.0.0.5 is outside the file's 10.20/16
+    info = cli_json("enrich", "info", "--store", str(store), "-o", "json")
+    assert isinstance(info, list)
+    assert [d["source"] for d in info] == ["Test-GeoLite2-ASN", "ip-location-db"]
+    removed = CliRunner().invoke(cli, ["enrich", "unload", "test-geolite2-asn", "--store", str(store)])
+    assert removed.exit_code == 0, removed.output
+    assert cli_json("enrich", "8.8.8.8", "--store", str(store), "-o", "json")[0]["asn"] == 15169  # type: ignore[index]
+
+
+def test_enrich_load_errors_are_one_line(tmp_path: Path) -> None:
+    from flowatlas.store import FlowStore
+
+    FlowStore(tmp_path / "s", create=True)
+    junk = tmp_path / "junk.mmdb"
+    junk.write_bytes(b"not a database" * 100)
+    result = CliRunner().invoke(cli, ["enrich", "load", str(junk), "--store", str(tmp_path / "s")])
+    assert result.exit_code == 2 and "not a MaxMind DB file" in result.output
+    assert not (tmp_path / "s" / "enrichment").exists() or \
+        not any((tmp_path / "s" / "enrichment").iterdir())
+    nowhere = CliRunner().invoke(cli, ["enrich", "load", str(write_mmdb(tmp_path / "t.mmdb")),
+                                       "--store", str(tmp_path / "missing")])
+    assert nowhere.exit_code == 2 and "no flowatlas store" in nowhere.output
+    assert not (tmp_path / "missing").exists()
+    gone = CliRunner().invoke(cli, ["enrich", "unload", "nope", "--store", str(tmp_path / "s")])
+    assert gone.exit_code == 2 and "no dataset 'nope'" in gone.output

@@ -98,7 +98,7 @@ def build_cmd(source: str, out: str | None, if_changed: bool) -> None:
 @format_option
 @user_errors(ValueError)
 def info_cmd(store_path: str | None, fmt: OutputFormat) -> None:
-    """The datasets enrichment answers from, first first: source, version, date, licence."""
+    """The datasets enrichment answers from, in order: source, version, date, licence."""
     import pyarrow as pa
 
     from flowatlas.enrich import enricher
@@ -111,6 +111,50 @@ def info_cmd(store_path: str | None, fmt: OutputFormat) -> None:
     if not rows:
         raise InputError("no enrichment dataset installed (run scripts/env.sh)")
     render(pa.Table.from_pylist(rows), fmt)
+
+
+@enrich_group.command("load")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--store", "store_path", envvar="FLOWATLAS_STORE", default="flowatlas-store",
+              show_default=True, type=click.Path(file_okay=False), help="Path of the flow store.")
+@click.option("--name", help="Name of the dataset in the store (default: the file's database type).")
+@user_errors(ValueError, RuntimeError)
+def load_cmd(file: str, store_path: str, name: str | None) -> None:
+    """Load a MaxMind-format database (.mmdb: GeoLite2, DB-IP, IPinfo) into the store: its
+    answers come before the default dataset's, field by field."""
+    from flowatlas.enrich.mmdb import load_into_store
+    from flowatlas.store import FlowStore
+
+    store = FlowStore(store_path, create=False)  # a mistyped path is an error, not a store
+    loaded, info = load_into_store(file, store.root, name)
+    provides = ", ".join(_provides(store.root, loaded))
+    click.echo(f"loaded {info.source} ({info.date}) as {loaded!r}: {sum(info.ranges.values()):,} "
+               f"networks ({provides}) into {store.root}")
+
+
+def _provides(root: object, name: str) -> list[str]:
+    from pathlib import Path
+
+    from flowatlas.enrich import Dataset
+    from flowatlas.enrich.lookup import STORE_DIR
+
+    return [f for layer in Dataset.load(Path(str(root)) / STORE_DIR / name).layers
+            for f in layer.provides]
+
+
+@enrich_group.command("unload")
+@click.argument("name")
+@click.option("--store", "store_path", envvar="FLOWATLAS_STORE", default="flowatlas-store",
+              show_default=True, type=click.Path(file_okay=False), help="Path of the flow store.")
+@user_errors(ValueError, RuntimeError)
+def unload_cmd(name: str, store_path: str) -> None:
+    """Remove a dataset `enrich load` put into the store (the default dataset stays)."""
+    from flowatlas.enrich.mmdb import remove_from_store
+    from flowatlas.store import FlowStore
+
+    store = FlowStore(store_path, create=False)
+    remove_from_store(store.root, name)
+    click.echo(f"removed dataset {name!r} from {store.root}")
 
 
 COMMANDS = [enrich_group]

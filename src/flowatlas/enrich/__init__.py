@@ -13,6 +13,7 @@ from flowatlas.enrich.dataset import (
     default_dir,
 )
 from flowatlas.enrich.lookup import Enricher, Identity, enricher
+from flowatlas.enrich.mmdb import load_into_store, read_mmdb
 from flowatlas.enrich.table import RangeTable, RangeTableError
 
 __all__ = [
@@ -26,4 +27,6 @@ __all__ = [
     "build_ip_location_db",
     "default_dir",
     "enricher",
+    "load_into_store",
+    "read_mmdb",
 ]
