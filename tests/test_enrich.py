@@ -415,3 +415,18 @@ def test_enrich_load_errors_are_one_line(tmp_path: Path) -> None:
     assert not (tmp_path / "missing").exists()
     gone = CliRunner().invoke(cli, ["enrich", "unload", "nope", "--store", str(tmp_path / "s")])
     assert gone.exit_code == 2 and "no dataset 'nope'" in gone.output
+
+
+def test_a_hidden_cell_leaves_no_name_behind_in_csv() -> None:
+    # Regression: the identity of a pseudonymised cell was nulled over the looked-up name, whose
+    # bytes stayed under the null; Arrow's CSV writer (unquoted style) refused "Cloudflare, Inc."
+    # and the API's CSV export of such flows ended in an error line.
+    from flowatlas.formats.bulk import iter_bulk
+    from flowatlas.formats.identity import with_identity
+
+    t = pa.table({"src_addr": pack_many(["1.1.1.1", "9.9.9.9"]),
+                  "src_addr_pseudonymised": [True, False]})
+    out = with_identity(t, enricher())
+    assert out.column("src_as_name").to_pylist() == [None, "Quad9"]
+    text = b"".join(iter_bulk([out], "csv")).decode()
+    assert "Cloudflare" not in text and text.splitlines()[1].startswith("1.1.1.1,,,,")

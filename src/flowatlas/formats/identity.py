@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from flowatlas.formats.text import PSEUDONYM_SUFFIX, is_address
+from flowatlas.ranges import ADDR, addr_keys
 
 if TYPE_CHECKING:
     from flowatlas.enrich.lookup import Enricher
@@ -46,18 +47,22 @@ def with_identity(table: pa.Table, enrich: Enricher | None) -> pa.Table:
         return table
     for name in names:
         col = table.column(name)
-        ident = enrich.column(col.fill_null(bytes(16)) if col.null_count else col).table()
         hidden = np.zeros(table.num_rows, dtype=bool)
         mark = name + PSEUDONYM_SUFFIX
         if mark in table.column_names:
             hidden |= np.asarray(pc.fill_null(table.column(mark), False), dtype=bool)
         if col.null_count:
             hidden |= ~np.asarray(pc.is_valid(col), dtype=bool)
+        keys = addr_keys(col.fill_null(bytes(16)) if col.null_count else col)
+        if hidden.any():
+            # Looked up as ::, which no dataset knows: clean nulls, and a pseudonym is never
+            # looked up at all (not even as itself).
+            keys = keys.copy()
+            keys[hidden] = np.zeros(1, dtype=ADDR)[0]
+        ident = enrich.keys(keys).table()
         at = table.column_names.index(name) + 1
         p = prefix_of(name)
         for suffix, values in zip(SUFFIXES, ident.columns, strict=True):
-            if hidden.any():
-                values = pc.if_else(pa.array(hidden), pa.scalar(None, values.type), values)
             table = table.add_column(at, f"{p}{suffix}", values)
             at += 1
     return table
