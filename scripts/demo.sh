@@ -4,6 +4,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
 flowatlas_venv ""
+console_assets
 
 STORE="${FLOWATLAS_STORE:-$ROOT/demo}"
 PORT="${FLOWATLAS_PORT:-8080}"
@@ -28,6 +29,7 @@ echo "== profile of a planted C2 server, $C2"
 flowatlas ip "$C2" -n 5
 echo "== who are its victims? (ground truth: $STORE/ground-truth.json)"
 flowatlas victims "$C2" --netclass "$STORE/ground-truth.prefixes.csv" | head -n 25
-echo "== starting the service: API on http://127.0.0.1:$PORT (docs at /docs), collector on UDP 127.0.0.1:2055"
+echo "== starting the service: web console on http://127.0.0.1:$PORT/ (sign in with the admin key below),"
+echo "   API on http://127.0.0.1:$PORT/v1 (docs at /docs), collector on UDP 127.0.0.1:2055"
 echo "   feed it from another terminal: .venv/bin/flowatlas simulate --flows 20000 --days 1 --udp 127.0.0.1:2055"
 exec flowatlas serve --store "$STORE" --host 127.0.0.1 --port "$PORT" --collect 127.0.0.1:2055 --demo

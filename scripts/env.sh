@@ -1,5 +1,6 @@
-# Shared set-up for scripts/demo.sh and scripts/test.sh: a virtual environment in .venv.
-# Sourced, not run. Usage: flowatlas_venv EXTRAS   (e.g. "" or "dev")
+# Shared set-up for scripts/demo.sh and scripts/test.sh: a virtual environment in .venv and the
+# web console's npm packages in node_modules.
+# Sourced, not run. Usage: flowatlas_venv EXTRAS   (e.g. "" or "dev"); console_assets
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -60,4 +61,17 @@ flowatlas_enrichment() {
         (cd "$ROOT/datasets" && npm ci --no-audit --no-fund --silent)
     fi
     "$VENV/bin/flowatlas" enrich build "$ROOT/datasets/node_modules/@ip-location-db" --if-changed >&2
+}
+
+console_assets() {
+    # The web console's JS/CSS libraries, exactly as package-lock.json pins them, into
+    # node_modules (served by `flowatlas serve` at /vendor). Skipped when that lock is installed.
+    command -v npm >/dev/null || apt_install nodejs npm
+    local stamp="$ROOT/node_modules/.flowatlas-lock"
+    if ! cmp -s "$ROOT/package-lock.json" "$stamp"; then
+        echo "installing the console's npm packages (npm ci)" >&2
+        # --ignore-scripts: no package runs code at install time (one would phone home).
+        (cd "$ROOT" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
+        cp "$ROOT/package-lock.json" "$stamp"
+    fi
 }

@@ -3,9 +3,11 @@
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
 
-# Real peers the tests drive: nfdump/nfcapd as reference decoder, softflowd and pmacct as exporters.
-apt_install nfdump softflowd pmacct
+# Real peers the tests drive: nfdump/nfcapd as reference decoder, softflowd and pmacct as exporters;
+# Debian's Chromium for the console's browser tests (Playwright drives it; it never downloads one).
+apt_install nfdump softflowd pmacct chromium
 flowatlas_venv dev
+console_assets
 
 echo "== ruff" && ruff check src tests benchmarks
 echo "== mypy" && mypy

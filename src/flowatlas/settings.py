@@ -155,6 +155,9 @@ class ServiceSettings:
     maintenance_seconds: float = setting(
         3600.0, "Seconds between maintenance runs: retention, then compaction of the days that "
         "are due.", minimum=0.1, unit="seconds")
+    console_assets: str = setting(
+        "node_modules", "Folder of the web console's npm packages (`npm ci` installs them); "
+        "a relative path is taken from the repository's root.")
 
 
 @dataclass(frozen=True)

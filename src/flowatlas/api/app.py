@@ -18,6 +18,7 @@ from flowatlas.api.deps import credential_from
 from flowatlas.api.errors import error_response, gate_error_response
 from flowatlas.api.routes_control import control_router
 from flowatlas.api.routes_data import data_router
+from flowatlas.console.router import mount_console
 from flowatlas.governance.gate import GateError
 
 if TYPE_CHECKING:
@@ -27,14 +28,17 @@ _STATUS_CODES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"
 
 
 def create_app(service: Service) -> FastAPI:
-    """The API over the service's Atlas, through its gate. Front ends added later (the web
-    console's router) are included here from the same service."""
+    """The API over the service's Atlas, through its gate, and the web console over the same
+    routes (its session cookie is one more way to present the tenant's key)."""
     atlas, gate = service.atlas, service.gate
     app = FastAPI(
         title="flowatlas",
         version=__version__,
         description="Flow telemetry with safeguards: scoped tenants, quotas, pseudonymised "
         "counterparts, purposes and a tamper-evident audit log.",
+        # The console serves /docs from the npm package swagger-ui-dist (no CDN: works offline).
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.service = service
     app.state.gate = gate
@@ -77,4 +81,5 @@ def create_app(service: Service) -> FastAPI:
         pass
     else:
         app.include_router(analytics_router(atlas, gate))
+    mount_console(app, service)
     return app

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Header, Query, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from flowatlas.console.sessions import CSRF_HEADER, SAFE_METHODS, SESSION_COOKIE, SessionStore
 from flowatlas.governance.gate import Gate, Ticket
 
 _bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer fa_<id>_<secret>")
@@ -28,16 +29,35 @@ def credential_from(request: Request) -> str | None:
     scheme, _, token = auth.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
-    return request.headers.get("x-api-key") or None
+    return request.headers.get("x-api-key") or session_key(request)
+
+
+def session_key(request: Request) -> str | None:
+    """The key behind the web console's session cookie, if any (a header key wins).
+
+    A cookie is sent by the browser on its own, so a state-changing request authenticated by it
+    must also carry the session's CSRF token in ``X-CSRF-Token``; without it the request is
+    refused (and audited) whatever it asks."""
+    sessions: SessionStore | None = getattr(request.app.state, "sessions", None)
+    session = sessions.get(request.cookies.get(SESSION_COOKIE)) if sessions else None
+    if session is None:
+        return None
+    if request.method not in SAFE_METHODS and not session.csrf_ok(request.headers.get(CSRF_HEADER)):
+        gate: Gate = request.app.state.gate
+        raise gate.reject(session.key, request.url.path, {}, 403, "csrf_failed",
+                          f"a request signed in by the console's cookie needs its {CSRF_HEADER} "
+                          "header")
+    return session.key
 
 
 def credential(
+    request: Request,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     api_key: Annotated[str | None, Depends(_api_key)],
 ) -> str | None:
     if bearer is not None and bearer.credentials:
         return bearer.credentials
-    return api_key or None
+    return api_key or session_key(request)
 
 
 def purpose(
